@@ -42,3 +42,12 @@ test: $(STAMP)
 	if $(BIN)/nbdev_test --n_workers 2 --timing 2>&1 | tee .nbdev_test.log; then \
 	  echo "nbdev_test: $$n passed, 0 failed"; \
 	else f=$$(grep -c '^	.*\.ipynb$$' .nbdev_test.log || true); echo "nbdev_test: $$((n-f)) passed, $$f failed"; exit 1; fi
+
+# Benchmarks print one `name: value` line per figure (no timed assertions anywhere).
+bench: $(STAMP)
+	$(BIN)/dp_leakage_bench_train
+	$(BIN)/dp_leakage_bench_attack
+
+# The documentation site: Quarto where installed, else nbconvert into _docs/ (tools/site.py says which).
+site: $(STAMP)
+	$(BIN)/python tools/site.py
