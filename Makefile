@@ -10,7 +10,7 @@ ifdef DP_LEAKAGE_DATA
 export DP_LEAKAGE_DATA := $(abspath $(DP_LEAKAGE_DATA))
 endif
 
-.PHONY: venv demo test export clean-nbs bench site
+.PHONY: venv demo test export clean-nbs bench site results check-site
 
 venv: $(STAMP)
 
@@ -51,3 +51,11 @@ bench: $(STAMP)
 # The documentation site: Quarto where installed, else nbconvert into _docs/ (tools/site.py says which).
 site: $(STAMP)
 	$(BIN)/python tools/site.py
+
+# Tables and figures of the runs under runs/ into static/ and the results section of README.md.
+results: $(STAMP)
+	$(BIN)/python -m dp_leakage.analysis --runs runs --static static --readme README.md
+
+# Headless Chromium opens every page of _docs/ (installs Debian's chromium where missing).
+check-site: $(STAMP)
+	$(BIN)/python tools/check_site.py
