@@ -416,7 +416,7 @@ def headline(an:Analysis, figure:str='static/results_tradeoff.png')->str:
          f"records under `{an.runs.name}/`; do not edit by hand. Cells: mean ± 95% CI half-width over seeds "
          f"(study's single run; `*` where it lies outside our interval).", '']
     if len(an.classification): s += [to_markdown(format_table(an.classification, ('accuracy', 'f1', 'mcc'))), '']
-    if len(an.attacks): s += [to_markdown(format_attacks(an.attacks)[['Attack', 'Defence', 'ε', 'runs', 'SSIM median [IQR]', 'SSIM (study)']]), '']
+    if len(an.attacks): s += [to_markdown(format_attacks(an.attacks)[['Attack', 'Defence', 'runs', 'SSIM median [IQR]', 'SSIM (study)']]), '']
     s += [f"![Privacy, utility and leakage against epsilon]({figure})", ''] + [f"- {x}" for x in an.reading]
     return '\n'.join(s)
 
