@@ -20,7 +20,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .data import cache_dir, load_mnist, mnist_images, attack_transform
+from .data import atomic_write, cache_dir, load_mnist, mnist_images, attack_transform
 from .models import create_model
 from .release import Defence, DEFENCES, release, trainable, client_loss
 
@@ -241,7 +241,7 @@ def mean_mnist_image(root=None # data root
     ds, tf = load_mnist(True, root), attack_transform()
     from PIL import Image
     m = sum(tf(Image.fromarray(a.numpy(), mode='L')) for a in ds.data) / len(ds.data)
-    tmp = f.with_suffix('.tmp'); torch.save(m, tmp); os.replace(tmp, f)
+    atomic_write(f, lambda t: torch.save(m, t))
     return m
 
 def baseline_scores(truth:torch.Tensor, # B x C x H x W true images
@@ -273,7 +273,7 @@ def attack_model(model_state:int=0, # epochs of training on MNIST before the att
     for _ in range(model_state):
         for idx in torch.randperm(len(xs), generator=g).split(128):
             opt.zero_grad(); F.cross_entropy(model(xs[idx]), ds.targets[idx]).backward(); opt.step()
-    tmp = f.with_suffix('.tmp'); torch.save(model.state_dict(), tmp); os.replace(tmp, f)
+    atomic_write(f, lambda t: torch.save(model.state_dict(), t))
     return model.eval()
 
 # %% ../nbs/21_attack.ipynb #d5f5218b
@@ -315,14 +315,6 @@ def attack_config(**params)->AttackConfig:
     c.defence_obj()  # validates the defence settings
     return c
 
-def _atomic_write(path:Path, write):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=path.suffix)
-    os.close(fd)
-    try: write(tmp); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
 def _json_safe(v):
     if isinstance(v, float) and not math.isfinite(v): return None
     if isinstance(v, (np.floating, np.integer)): return _json_safe(v.item())
@@ -345,7 +337,7 @@ def save_grid(snapshots:dict, truth:torch.Tensor, path:Path, title:str=''):
             if i == 0: a.set_title(str(it), fontsize=8)
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _atomic_write(Path(path), lambda t: fig.savefig(t, dpi=100, format='png'))
+    atomic_write(Path(path), lambda t: fig.savefig(t, dpi=100, format='png'))
     plt.close(fig)
 
 def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
@@ -375,10 +367,10 @@ def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
                seconds=time.time() - t0)
     rec = {k: _json_safe(v) for k, v in rec.items()}
     if write:
-        _atomic_write(out/'history.csv', lambda t: h.to_csv(t, index=False))
-        _atomic_write(out/'snapshots.pt', lambda t: torch.save({**r.snapshots, 'truth': x}, t))
+        atomic_write(out/'history.csv', lambda t: h.to_csv(t, index=False))
+        atomic_write(out/'snapshots.pt', lambda t: torch.save({**r.snapshots, 'truth': x}, t))
         save_grid(r.snapshots, x, out/'reconstruction.png', f"{cfg.attack} / {cfg.defence}")
-        _atomic_write(out/'result.json', lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
+        atomic_write(out/'result.json', lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
     return rec
 
 # %% ../nbs/21_attack.ipynb #6ac4be41
@@ -498,7 +490,7 @@ def attack_figures(runs='runs/attack', # run records
     static = Path(static); static.mkdir(parents=True, exist_ok=True)
     out = []
     def save(fig, name):
-        fig.tight_layout(); _atomic_write(static/name, lambda t: fig.savefig(t, dpi=100, format='png')); plt.close(fig)
+        fig.tight_layout(); atomic_write(static/name, lambda t: fig.savefig(t, dpi=100, format='png')); plt.close(fig)
         out.append(static/name)
     d1 = df[df.batch_size == batch_size]
     attacks = [a for a in ATTACKS if a in set(d1.attack)]

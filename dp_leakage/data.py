@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #15d2f6ff
 from __future__ import annotations
-import gzip, hashlib, os, shutil, urllib.request, zipfile
+import gzip, hashlib, os, shutil, tempfile, urllib.request, zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +16,9 @@ from torchvision import datasets, transforms
 
 # %% auto #0
 __all__ = ['MNIST_FILES', 'ATTACK_SIZE', 'HOTDOG_CLASSES', 'HOTDOG_URL', 'HOTDOG_CROSS_DUPLICATES', 'project_dir', 'data_root',
-           'cache_dir', 'DataNotFoundError', 'prepare_mnist', 'load_mnist', 'attack_transform', 'mnist_images', 'Item',
-           'hotdog_items', 'download_hotdog', 'CorruptImageError', 'load_image', 'verify_images', 'hotdog_splits',
-           'Preprocessing', 'ImageDataset']
+           'atomic_write', 'cache_dir', 'DataNotFoundError', 'prepare_mnist', 'load_mnist', 'attack_transform',
+           'mnist_images', 'Item', 'hotdog_items', 'download_hotdog', 'CorruptImageError', 'load_image',
+           'verify_images', 'hotdog_splits', 'Preprocessing', 'ImageDataset']
 
 # %% ../nbs/00_data.ipynb #ce0676b7
 def project_dir(start:Path|None=None # where to start looking (default: the working directory)
@@ -35,6 +35,18 @@ def data_root(root:str|Path|None=None # the data folder (holding `hotdog/` and `
     "The data root: `root` if given, else `$DP_LEAKAGE_DATA`, else the project's `data/` folder."
     if root is None: root = os.environ.get('DP_LEAKAGE_DATA') or project_dir()/'data'
     return Path(root).expanduser().resolve()
+
+def atomic_write(path:str|Path, # the file to write
+                 write # write(tmp_path): writes the content to the temporary path it is given
+                )->Path:
+    "Write `path` through a temporary file beside it and `os.replace`: a reader never sees half a file."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=path.suffix)
+    os.close(fd)
+    try: write(tmp); os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
+    return path
 
 def cache_dir(cache:str|Path|None=None # the cache folder
              )->Path:

@@ -11,7 +11,7 @@ import torch
 from fastprogress.fastprogress import progress_bar
 from torch.utils.data import DataLoader
 
-from .data import ImageDataset, Item, cache_dir, hotdog_splits
+from .data import ImageDataset, Item, atomic_write, cache_dir, hotdog_splits
 from .models import FrozenBackboneClassifier, create_model, get_spec
 
 # %% auto #0
@@ -42,9 +42,7 @@ def feature_key(model_name:str, model:FrozenBackboneClassifier, items:list[Item]
 # %% ../nbs/02_features.ipynb #d504864d
 def atomic_save(obj, path:Path):
     "`torch.save` to a temporary file beside `path`, then rename: a reader never sees half a file."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp); os.replace(tmp, path)
+    atomic_write(path, lambda t: torch.save(obj, t))
 
 @torch.no_grad()
 def compute_features(model:FrozenBackboneClassifier, items:list[Item], pre, batch_size:int=32, workers:int=0):

@@ -26,7 +26,7 @@ from flwr.serverapp import Grid, NeighboringRelation, PrivacyConfig, SamplingMet
 from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg, Strategy
 from flwr.supercore.differential_privacy import add_gaussian_noise_inplace
 
-from .data import ATTACK_SIZE, cache_dir, data_root, load_mnist, mnist_images
+from .data import ATTACK_SIZE, atomic_write, cache_dir, data_root, load_mnist, mnist_images
 from .models import create_model, get_spec
 from .privacy import MethodConfig, check_epsilon, make_method, pdp_kappa
 
@@ -359,9 +359,7 @@ def attack_update(model:nn.Module, # a model of the federation's architecture (i
 # %% ../nbs/40_federated.ipynb #17dbbde0
 def atomic_write_text(path:Path, text:str):
     "Write `text` to `path` through a temporary file and `os.replace`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    tmp.write_text(text); os.replace(tmp, path)
+    atomic_write(path, lambda t: Path(t).write_text(text))
 
 def _json_safe(v):
     if isinstance(v, dict): return {k: _json_safe(x) for k, x in v.items()}

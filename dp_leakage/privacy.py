@@ -17,7 +17,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.nn import functional as F
 
-from .data import cache_dir
+from .data import atomic_write, cache_dir
 
 # %% auto #0
 __all__ = ['PDP_LAYERS', 'ACCOUNTANTS', 'METHODS', 'pdp_kappa', 'register_pdp_layer', 'PDPRegulariser', 'MethodConfig',
@@ -133,10 +133,6 @@ def make_method(name:str, # a key of `METHODS`
     return METHODS[name](config)
 
 # %% ../nbs/10_privacy.ipynb #161f8209
-def _atomic_torch_save(obj, path):
-    path = Path(path); tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    torch.save(obj, tmp); os.replace(tmp, path)
-
 class Method:
     "Ordinary training; the base of every method."
     private = False
@@ -152,7 +148,7 @@ class Method:
                     steps=None, max_grad_norm=None, kappa=None, accountant=None)
     def save_checkpoint(self, path, model, optimizer, extra:dict):
         "Save model, optimizer and `extra` to `path` atomically."
-        _atomic_torch_save(dict(extra=extra, module_state_dict=model.state_dict(), optimizer_state_dict=optimizer.state_dict()), path)
+        atomic_write(path, lambda t: torch.save(dict(extra=extra, module_state_dict=model.state_dict(), optimizer_state_dict=optimizer.state_dict()), t))
     def load_checkpoint(self, path, model, optimizer)->dict:
         "Restore model and optimizer from `path`; returns the saved `extra`."
         ck = torch.load(path, weights_only=False)
@@ -237,10 +233,8 @@ class DPSGD(Method):
                     accountant=c.accountant)
 
     def save_checkpoint(self, path, model, optimizer, extra):
-        tmp = Path(path).with_name(f'.{Path(path).name}.{os.getpid()}.tmp')
-        self.engine.save_checkpoint(path=tmp, module=getattr(model, '_module', model), optimizer=optimizer,
-                                    checkpoint_dict=dict(extra=extra))
-        os.replace(tmp, path)
+        atomic_write(path, lambda t: self.engine.save_checkpoint(path=t, module=getattr(model, '_module', model),
+                                                                 optimizer=optimizer, checkpoint_dict=dict(extra=extra)))
 
     def load_checkpoint(self, path, model, optimizer):
         return self.engine.load_checkpoint(path=path, module=getattr(model, '_module', model), optimizer=optimizer)['extra']

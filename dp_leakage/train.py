@@ -17,7 +17,7 @@ from sklearn import metrics as skm
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .data import ImageDataset, cache_dir, data_root, hotdog_splits, project_dir
+from .data import ImageDataset, atomic_write, cache_dir, data_root, hotdog_splits, project_dir
 from .features import atomic_save, embed_splits, items_fingerprint
 from .models import FrozenBackboneClassifier, WeightsNotFoundError, create_model, get_spec
 from .privacy import METHODS, MethodConfig, check_epsilon, make_method, recompute_epsilon
@@ -222,10 +222,7 @@ def _json_safe(v):
 
 def write_json(obj:dict, path:str|Path):
     "Write `obj` as JSON atomically (temporary file, then rename); non-finite floats become null."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({k: _json_safe(v) for k, v in obj.items()}, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, lambda t: Path(t).write_text(json.dumps({k: _json_safe(v) for k, v in obj.items()}, indent=1)))
 
 def train_model(cfg:TrainConfig, # the run
                 ckpt:str|Path|None=None, # checkpoint file
