@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .data import ImageDataset, atomic_write, cache_dir, data_root, hotdog_splits, project_dir
 from .features import atomic_save, embed_splits, items_fingerprint
 from .models import FrozenBackboneClassifier, WeightsNotFoundError, create_model, get_spec
-from .privacy import METHODS, MethodConfig, check_epsilon, make_method, recompute_epsilon
+from .privacy import GRAD_SAMPLE_MODE, METHODS, MethodConfig, check_epsilon, make_method, recompute_epsilon
 
 # %% auto #0
 __all__ = ['TRAIN_SETTINGS', 'METRICS', 'TrainConfig', 'decode_split', 'get_model', 'load_data', 'HeadOnFeatures',
@@ -45,7 +45,7 @@ class TrainConfig:
     lr: float = 1e-3               # Adam learning rate
     seed: int = 0                  # seed of initialisation, sampling and noise
     patience: int = 5              # epochs without validation improvement before stopping
-    grad_sample_mode: str = 'hooks'# dpsgd: Opacus per-sample-gradient mode
+    grad_sample_mode: str = GRAD_SAMPLE_MODE # dpsgd: Opacus per-sample-gradient mode
     data_root: str|None = None     # data root (default: $DP_LEAKAGE_DATA, else ./data)
     subset: int|None = None        # use only `subset` evenly spaced images of each split (quick tests)
 
@@ -195,8 +195,8 @@ def fit(net:nn.Module, # the module to train (its trainable parameters)
         if stop_after is not None and epoch - start >= stop_after: break
         net.train(); losses = []
         for xb, yb in loader:
-            if len(xb) == 0: continue   # an empty Poisson batch: nothing to learn from
             opt.zero_grad(set_to_none=True)
+            if len(xb) == 0: method.empty_step(opt); continue   # an empty Poisson batch: still a (noise-only) step
             loss = crit(model(xb), yb)
             extra = method.extra_loss()
             if extra is not None: loss = loss + extra
@@ -280,7 +280,7 @@ def train_cli(model:str='cnn_gn', # a registered 'scratch' or 'head' model
               lr:float=1e-3, # Adam learning rate
               seed:int=0, # seed
               patience:int=5, # early-stopping patience (epochs)
-              grad_sample_mode:str='hooks', # dpsgd: Opacus per-sample-gradient mode
+              grad_sample_mode:str=GRAD_SAMPLE_MODE, # dpsgd: Opacus per-sample-gradient mode
               data_root:str=None, # data root (default: $DP_LEAKAGE_DATA, else ./data)
               out:str='runs/train/cli' # run folder for result.json
              ):
