@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
 
+from .data import atomic_write_text, save_figure
 from .sweep import mean_ci
 
 # %% auto #0
@@ -213,10 +214,7 @@ def format_attacks(tab:pd.DataFrame)->pd.DataFrame:
 
 # %% ../nbs/50_analysis.ipynb #396962a5
 def _save(fig, path):
-    if path is None: return
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + '.tmp' + path.suffix)
-    fig.savefig(tmp, dpi=100, bbox_inches='tight'); os.replace(tmp, path)
+    if path is not None: save_figure(fig, path, bbox_inches='tight')
 
 _REF_STYLE = dict(none='--', pdp=':', clip='-.')
 
@@ -395,17 +393,13 @@ def analyse(runs:str|Path, # run folder
         st.mkdir(parents=True, exist_ok=True)
         texts = {'results_table.md': to_markdown(format_table(cls)) if len(cls) else '',
                  'results_reading.md': '\n\n'.join(an.reading) + '\n'}
-        for n, t in texts.items(): _write(st / n, t)
-        if len(cls): _write(st / 'results_table.csv', cls.to_csv(index=False))
-        if len(att): _write(st / 'results_attacks.csv', att.to_csv(index=False))
+        for n, t in texts.items(): atomic_write_text(st / n, t)
+        if len(cls): atomic_write_text(st / 'results_table.csv', cls.to_csv(index=False))
+        if len(att): atomic_write_text(st / 'results_attacks.csv', att.to_csv(index=False))
         an.files = sorted(str(st / n) for n in os.listdir(st) if n.startswith('results_'))
     if close:
         for f in an.figures.values(): plt.close(f)
     return an
-
-def _write(path:Path, text:str):
-    "Write `text` atomically."
-    tmp = path.with_name(path.name + '.tmp'); tmp.write_text(text); os.replace(tmp, path)
 
 # %% ../nbs/50_analysis.ipynb #95a781d6
 START, END = '<!-- results:start -->', '<!-- results:end -->'
@@ -429,7 +423,7 @@ def update_readme(readme:str|Path, # README.md with the two markers
     if START not in old or END not in old or old.index(START) > old.index(END):
         raise ValueError(f"{readme} has no results section: add a line {START} and, below it, a line {END}")
     new = old[:old.index(START) + len(START)] + '\n' + text.strip() + '\n' + old[old.index(END):]
-    if new != old: _write(readme, new)
+    if new != old: atomic_write_text(readme, new)
     return new != old
 
 @call_parse

@@ -20,7 +20,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .data import atomic_write, cache_dir, load_mnist, mnist_images, attack_transform
+from .data import atomic_write, cache_dir, load_mnist, mnist_images, attack_transform, save_figure
 from .models import create_model
 from .release import Defence, DEFENCES, release, trainable, client_loss
 
@@ -337,7 +337,7 @@ def save_grid(snapshots:dict, truth:torch.Tensor, path:Path, title:str=''):
             if i == 0: a.set_title(str(it), fontsize=8)
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    atomic_write(Path(path), lambda t: fig.savefig(t, dpi=100, format='png'))
+    save_figure(fig, path)
     plt.close(fig)
 
 def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
@@ -490,7 +490,7 @@ def attack_figures(runs='runs/attack', # run records
     static = Path(static); static.mkdir(parents=True, exist_ok=True)
     out = []
     def save(fig, name):
-        fig.tight_layout(); atomic_write(static/name, lambda t: fig.savefig(t, dpi=100, format='png')); plt.close(fig)
+        fig.tight_layout(); save_figure(fig, static/name); plt.close(fig)
         out.append(static/name)
     d1 = df[df.batch_size == batch_size]
     attacks = [a for a in ATTACKS if a in set(d1.attack)]

@@ -16,9 +16,9 @@ from torchvision import datasets, transforms
 
 # %% auto #0
 __all__ = ['MNIST_FILES', 'ATTACK_SIZE', 'HOTDOG_CLASSES', 'HOTDOG_URL', 'HOTDOG_CROSS_DUPLICATES', 'project_dir', 'data_root',
-           'atomic_write', 'cache_dir', 'DataNotFoundError', 'prepare_mnist', 'load_mnist', 'attack_transform',
-           'mnist_images', 'Item', 'hotdog_items', 'download_hotdog', 'CorruptImageError', 'load_image',
-           'verify_images', 'hotdog_splits', 'Preprocessing', 'ImageDataset']
+           'atomic_write', 'atomic_write_text', 'save_figure', 'cache_dir', 'DataNotFoundError', 'prepare_mnist',
+           'load_mnist', 'attack_transform', 'mnist_images', 'Item', 'hotdog_items', 'download_hotdog',
+           'CorruptImageError', 'load_image', 'verify_images', 'hotdog_splits', 'Preprocessing', 'ImageDataset']
 
 # %% ../nbs/00_data.ipynb #ce0676b7
 def project_dir(start:Path|None=None # where to start looking (default: the working directory)
@@ -47,6 +47,18 @@ def atomic_write(path:str|Path, # the file to write
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return path
+
+def atomic_write_text(path:str|Path, text:str)->Path:
+    "Write `text` to `path` atomically."
+    return atomic_write(path, lambda t: Path(t).write_text(text))
+
+def save_figure(fig, # a matplotlib figure
+                path:str|Path, # where to write it (the format is the suffix's)
+                **kwargs # passed to `savefig` (default dpi 100)
+               )->Path:
+    "Save a matplotlib figure atomically."
+    path = Path(path)
+    return atomic_write(path, lambda t: fig.savefig(t, format=path.suffix[1:], **{'dpi': 100, **kwargs}))
 
 def cache_dir(cache:str|Path|None=None # the cache folder
              )->Path:
@@ -94,12 +106,11 @@ def prepare_mnist(root:str|Path|None=None, # data root (default: see `data_root`
         raise _missing('MNIST', src, "or, when online, pass download=True to fetch it with torchvision")
     _check_md5sums(src)
     dst.mkdir(parents=True, exist_ok=True)
-    for f in MNIST_FILES:
-        tmp = dst/f'.{f}.tmp'
+    def unpack(f, tmp):
         if (src/f).exists(): shutil.copyfile(src/f, tmp)
         else:
             with gzip.open(src/f'{f}.gz', 'rb') as fin, open(tmp, 'wb') as fout: shutil.copyfileobj(fin, fout)
-        tmp.replace(dst/f)  # atomic: a half-written file never looks complete
+    for f in MNIST_FILES: atomic_write(dst/f, lambda t: unpack(f, t))  # a half-written file never looks complete
     return dst.parent.parent
 
 def load_mnist(train:bool=True, # the 60000 training images, else the 10000 test images

@@ -26,7 +26,7 @@ from flwr.serverapp import Grid, NeighboringRelation, PrivacyConfig, SamplingMet
 from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg, Strategy
 from flwr.supercore.differential_privacy import add_gaussian_noise_inplace
 
-from .data import ATTACK_SIZE, atomic_write, cache_dir, data_root, load_mnist, mnist_images
+from .data import ATTACK_SIZE, atomic_write, atomic_write_text, cache_dir, data_root, load_mnist, mnist_images, save_figure
 from .models import create_model, get_spec
 from .privacy import MethodConfig, check_epsilon, make_method, pdp_kappa
 
@@ -34,10 +34,10 @@ from .privacy import MethodConfig, check_epsilon, make_method, pdp_kappa
 __all__ = ['PARTITIONS', 'FED_METHODS', 'client_app', 'server_app', 'FedConfig', 'as_ints', 'as_names', 'validate_config',
            'register_partition', 'partition_indices', 'FedMethod', 'register_fed_method', 'central_noise_multiplier',
            'local_dp_mod', 'client_data', 'data_key', 'steps_noise_multiplier', 'local_train', 'round_seed',
-           'method_mod', 'client_train', 'update_gradient', 'update_norm', 'attack_update', 'atomic_write_text',
-           'FederationLog', 'CuriousServer', 'test_data', 'evaluate_model', 'epsilon_spent', 'serve', 'backend_config',
-           'run_federation', 'server_main', 'run_name', 'load_rounds', 'is_complete', 'load_attacks', 'compare',
-           'round_table', 'plot_rounds', 'federated_cli']
+           'method_mod', 'client_train', 'update_gradient', 'update_norm', 'attack_update', 'FederationLog',
+           'CuriousServer', 'test_data', 'evaluate_model', 'epsilon_spent', 'serve', 'backend_config', 'run_federation',
+           'server_main', 'run_name', 'load_rounds', 'is_complete', 'load_attacks', 'compare', 'round_table',
+           'plot_rounds', 'federated_cli']
 
 # %% ../nbs/40_federated.ipynb #848c45fa
 @dataclass(frozen=True)
@@ -246,6 +246,7 @@ def local_train(model:nn.Module, # the global model (trained in place)
         try: xb, yb, ib = next(it)
         except StopIteration: it = iter(loader); xb, yb, ib = next(it)
         opt.zero_grad()
+        if len(xb) == 0: method.empty_step(opt); batches.append([]); continue   # an empty Poisson batch: noise only
         loss = crit(m(xb), yb)
         extra = method.extra_loss()
         (loss if extra is None else loss + extra).backward()
@@ -357,10 +358,6 @@ def attack_update(model:nn.Module, # a model of the federation's architecture (i
                 baseline_ssim=baseline_scores(x, cfg.data_root or None, seed)['baseline_ssim'])
 
 # %% ../nbs/40_federated.ipynb #17dbbde0
-def atomic_write_text(path:Path, text:str):
-    "Write `text` to `path` through a temporary file and `os.replace`."
-    atomic_write(path, lambda t: Path(t).write_text(text))
-
 def _json_safe(v):
     if isinstance(v, dict): return {k: _json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)): return [_json_safe(x) for x in v]
@@ -614,8 +611,7 @@ def plot_rounds(t:pd.DataFrame, # rows of `load_rounds` / `compare`
     elif a1.get_legend_handles_labels()[0]: a1.legend(fontsize=7)
     fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(path).with_name(f'.{Path(path).stem}.tmp.png'); fig.savefig(tmp, dpi=dpi); os.replace(tmp, path)
+        save_figure(fig, path, dpi=dpi)
     return fig
 
 # %% ../nbs/40_federated.ipynb #3734c196

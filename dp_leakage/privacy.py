@@ -17,7 +17,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.nn import functional as F
 
-from .data import atomic_write, cache_dir
+from .data import atomic_write, atomic_write_text, cache_dir
 
 # %% auto #0
 __all__ = ['PDP_LAYERS', 'ACCOUNTANTS', 'GRAD_SAMPLE_MODE', 'METHODS', 'pdp_kappa', 'register_pdp_layer', 'PDPRegulariser',
@@ -187,8 +187,7 @@ def noise_multiplier_for(epsilon:float, delta:float, sample_rate:float, epochs:i
         known[key] = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, epochs=epochs,
                                           accountant=accountant)
         latest = json.loads(path.read_text()) if path.exists() else {}   # another process may have added some
-        tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-        tmp.write_text(json.dumps({**latest, key: known[key]}, indent=0)); os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({**latest, key: known[key]}, indent=0))
     return float(known[key])
 
 def recompute_epsilon(noise_multiplier:float, sample_rate:float, steps:int, delta:float, accountant:str='prv')->float:

@@ -15,7 +15,7 @@ from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 from scipy import stats
 
-from .data import project_dir
+from .data import atomic_write, project_dir
 from .models import WeightsNotFoundError, get_spec
 from .privacy import pdp_kappa
 from .train import METRICS, TRAIN_SETTINGS, TrainConfig, get_model, run_training, write_json
@@ -209,8 +209,7 @@ def train_table(folder:str|Path='runs/train', # the run folders
         rows.append(r)
     t = pd.DataFrame(rows)
     if csv is not None:
-        csv = Path(csv); csv.parent.mkdir(parents=True, exist_ok=True)
-        tmp = csv.with_name(f'.{csv.name}.tmp'); t.to_csv(tmp, index=False); os.replace(tmp, csv)
+        atomic_write(csv, lambda f: t.to_csv(f, index=False))
     return t
 
 # %% ../nbs/30_sweep.ipynb #73975ede
