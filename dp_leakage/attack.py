@@ -25,12 +25,13 @@ from .models import create_model
 from .release import Defence, DEFENCES, release, trainable, client_loss
 
 # %% auto #0
-__all__ = ['ATTACKS', 'SNAPSHOTS', 'GRID_EPSILONS', 'GRID_SIGMAS', 'FIGURES', 'image_scores', 'match_scores', 'last_linear_grad',
-           'infer_labels', 'Reconstruction', 'register_attack', 'check_attack', 'Tracker', 'reconstruct', 'l2_distance',
-           'cosine_distance', 'lbfgs_match', 'dlg', 'idlg', 'total_variation', 'inverting_gradients',
-           'mean_mnist_image', 'baseline_scores', 'attack_model', 'AttackConfig', 'attack_config', 'save_grid',
-           'run_attack', 'attack_cli', 'grid_defences', 'default_grid', 'setting_label', 'load_attack_runs',
-           'per_image', 'results_table', 'attack_figures', 'batched_dlg', 'bench', 'bench_cli', 'demo_attack']
+__all__ = ['ATTACKS', 'SNAPSHOTS', 'GRID_EPSILONS', 'GRID_SIGMAS', 'ATTACK_FIGURES', 'FIGURES', 'image_scores', 'match_scores',
+           'last_linear_grad', 'infer_labels', 'Reconstruction', 'register_attack', 'check_attack', 'Tracker',
+           'reconstruct', 'l2_distance', 'cosine_distance', 'lbfgs_match', 'dlg', 'idlg', 'total_variation',
+           'inverting_gradients', 'mean_mnist_image', 'baseline_scores', 'attack_model', 'AttackConfig',
+           'attack_config', 'save_grid', 'run_attack', 'attack_cli', 'grid_defences', 'default_grid', 'setting_label',
+           'load_attack_runs', 'per_image', 'results_table', 'setting_style', 'attack_figures', 'batched_dlg', 'bench',
+           'bench_cli', 'demo_attack']
 
 # %% ../nbs/21_attack.ipynb #fe574a88
 def _np(x:torch.Tensor)->np.ndarray: return x.detach().clamp(0, 1).cpu().double().numpy()
@@ -470,85 +471,156 @@ def results_table(df:pd.DataFrame)->pd.DataFrame:
         baseline_ssim=('baseline_ssim', 'median'), baseline_random_ssim=('baseline_random_ssim', 'median'))
     return t.join(g).reset_index()
 
-def _median_curve(hists:list[pd.DataFrame], col:str)->pd.Series:
-    "Median of `col` over runs per iteration (a run that stopped keeps its last value)."
-    n = max(int(h.iteration.max()) for h in hists)
-    m = pd.concat([h.set_index('iteration')[col].reindex(range(n + 1)).ffill() for h in hists], axis=1)
-    return m.median(axis=1)
+# %% ../nbs/21_attack.ipynb #09a38d51
+ATTACK_FIGURES = ('attack_ssim_iterations.png', 'attack_ssim_iterations_zoom.png', 'attack_loss_iterations.png',
+                  'attack_reconstruction_grid.png', 'attack_ssim_vs_epsilon.png')
 
 _ORDER = ['none', 'clip', 'pdp'] + [f"dpsgd eps={e:g}" for e in (50, 25, 8, 4, 2, 1)] + \
          [f"dpsgd sigma={s:g}" for s in (0.01, 0.03, 0.1, 0.3, 1)]
+_FIXED = {'none': ('black', '-'), 'clip': ('tab:green', '-'), 'pdp': ('tab:orange', '-')}
 
-def attack_figures(runs='runs/attack', # run records
-                   static='static', # where the PNGs go
-                   batch_size:int=1 # B of the curves and the grid
-                  )->list[Path]:
-    "Write static/attack_*.png from the run records; returns the files written."
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    df, hist = load_attack_runs(runs)
-    static = Path(static); static.mkdir(parents=True, exist_ok=True)
-    out = []
-    def save(fig, name):
-        fig.tight_layout(); save_figure(fig, static/name); plt.close(fig)
-        out.append(static/name)
-    d1 = df[df.batch_size == batch_size]
-    attacks = [a for a in ATTACKS if a in set(d1.attack)]
-    settings = [s for s in _ORDER if s in set(d1.setting)] + sorted(set(d1.setting) - set(_ORDER))
-    cmap = plt.get_cmap('tab20')
-    for name, col, ylim, logy in (('attack_ssim_iterations.png', 'ssim', (0, 1), False),
-                                  ('attack_ssim_iterations_zoom.png', 'ssim', (0.85, 1), False),
-                                  ('attack_loss_iterations.png', 'loss', None, True)):
-        fig, axs = plt.subplots(1, len(attacks), figsize=(4.5 * len(attacks), 3.6), squeeze=False)
-        for ax, a in zip(axs[0], attacks):
-            for i, s in enumerate(settings):
-                hs = [hist[f] for f in d1[(d1.attack == a) & (d1.setting == s)].folder if f in hist]
-                if hs: ax.plot(_median_curve(hs, col), label=f"{s} (n={len(hs)})", color=cmap(i % 20), lw=1.2)
-            ax.set_title(f"{a}, B = {batch_size}"); ax.set_xlabel('iteration')
-            ax.set_ylabel('median SSIM' if col == 'ssim' else 'median matching loss')
+def setting_style(s:str)->dict:
+    "Colour and line style of a defence setting: DP-SGD by epsilon in blues (darker: smaller epsilon), by sigma in dashed reds."
+    from matplotlib import colormaps
+    if s in _FIXED: return dict(color=_FIXED[s][0], ls=_FIXED[s][1])
+    v = float(s.split('=')[1])
+    if s.startswith('dpsgd eps='):  # epsilon 50 (light) ... 1 (dark)
+        t = np.clip(math.log(50 / v) / math.log(50), 0, 1) if v > 0 else 1.
+        return dict(color=colormaps['Blues'](0.35 + 0.6 * t), ls='-')
+    if s.startswith('dpsgd sigma='):  # sigma 0.01 (light) ... 1 (dark)
+        t = np.clip(math.log(v / 0.01) / math.log(100), 0, 1) if v > 0 else 0.
+        return dict(color=colormaps['Reds'](0.35 + 0.6 * t), ls='--')
+    return dict(color='grey', ls=':')
+
+def _quantile_curves(hists:list[pd.DataFrame], col:str)->pd.DataFrame:
+    "Quartiles (columns 0.25, 0.5, 0.75) of `col` over runs per iteration; a run that stopped early keeps its last value."
+    n = max(int(h.iteration.max()) for h in hists)
+    m = pd.concat([h.drop_duplicates('iteration').set_index('iteration')[col].reindex(range(n + 1)).ffill() for h in hists], axis=1)
+    return m.quantile([.25, .5, .75], axis=1).T
+
+def _attack_records(runs)->tuple[pd.DataFrame, dict]:
+    "Records and histories from a run folder, or from already loaded records (histories read from their folders)."
+    if not isinstance(runs, pd.DataFrame): return load_attack_runs(runs)
+    df = runs.copy()
+    if 'setting' not in df: df['setting'] = [setting_label(r) for _, r in df.iterrows()]
+    hist = {f: pd.read_csv(Path(f)/'history.csv') for f in df.folder if (Path(f)/'history.csv').exists()}
+    return df, hist
+
+def _curve_figure(df, hist, col, attacks, settings, batch_sizes, ylim=None, logy=False, floor=None):
+    "One panel per (B, attack): median (line) and IQR (band) over runs per defence setting; one legend per row with n."
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    fig = Figure(figsize=(3.6 * len(attacks) + 2.6, 3.1 * len(batch_sizes)), layout='constrained')
+    axs = fig.subplots(len(batch_sizes), len(attacks), squeeze=False)
+    for row, B in zip(axs, batch_sizes):
+        n = {}
+        for ax, a in zip(row, attacks):
+            best = (-math.inf, '')
+            for s in settings:
+                hs = [hist[f] for f in df[(df.attack == a) & (df.batch_size == B) & (df.setting == s)].folder if f in hist]
+                n[s, a] = len(hs)
+                if not hs: continue
+                q, st = _quantile_curves(hs, col), setting_style(s)
+                ax.plot(q.index, q[.5], lw=1.3, **st)
+                ax.fill_between(q.index, q[.25], q[.75], color=st['color'], alpha=.12, lw=0)
+                best = max(best, (float(q[.5].max()), s))
+            ax.set_title(f"{a}, B = {B}", fontsize=10); ax.grid(alpha=.3)
             if ylim: ax.set_ylim(*ylim)
             if logy: ax.set_yscale('log')
-        axs[0][-1].legend(fontsize=6, loc='best')
-        save(fig, name)
-    # reconstructions at successive iterations, one row per defence setting (first image, dlg or the first attack)
-    a = 'dlg' if 'dlg' in attacks else attacks[0]
+            if floor is not None and best[0] < floor:  # nothing reaches the zoomed range: say so instead of an empty panel
+                ax.text(.5, .5, f"no setting reaches SSIM {floor:g}\n(highest median {best[0]:.2f}: {best[1]})",
+                        ha='center', va='center', transform=ax.transAxes, fontsize=8, color='grey')
+        row[0].set_ylabel({'ssim': 'SSIM', 'loss': 'matching loss'}.get(col, col) + ' (median, IQR)')
+        shown = [s for s in settings if any(n.get((s, a)) for a in attacks)]
+        handles = [Line2D([], [], lw=1.5, **setting_style(s)) for s in shown]
+        labels = [f"{s}  ({'/'.join(str(n[s, a]) for a in attacks)})" for s in shown]
+        row[-1].legend(handles, labels, fontsize=7.5, title=f"setting (runs: {'/'.join(attacks)})", title_fontsize=7.5,
+                       loc='upper left', bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
+    for ax in axs[-1]: ax.set_xlabel('iteration')
+    return fig
+
+def _grid_figure(df, attack, B):
+    "Reconstructions of one image at successive iterations, one row per defence setting, final SSIM beside each row."
+    from matplotlib.figure import Figure
+    d = df[(df.attack == attack) & (df.batch_size == B)]
+    d = d[[(Path(f)/'snapshots.pt').exists() for f in d.folder]]
+    if not len(d): return None
+    first = d.images.map(lambda im: int(im[0]))
+    image = int(first.value_counts().sort_index().idxmax())  # the image attacked under most settings
     rows = []
-    for s in settings:
-        sel = d1[(d1.attack == a) & (d1.setting == s)]
-        if len(sel) and (Path(sel.folder.iloc[0])/'snapshots.pt').exists():
-            rows.append((s, torch.load(Path(sel.folder.iloc[0])/'snapshots.pt')))
-    if rows:
-        its = sorted({k for _, sn in rows for k in sn if k != 'truth'})
-        fig, axs = plt.subplots(len(rows), len(its) + 1, figsize=(0.9 * (len(its) + 1), 0.95 * len(rows) + 0.5), squeeze=False)
-        for i, (s, sn) in enumerate(rows):
-            for j, it in enumerate(its + ['truth']):
-                ax = axs[i, j]; ax.set_xticks([]); ax.set_yticks([])
-                img = sn.get(it, sn[max(k for k in sn if k != 'truth')] if it != 'truth' else None)
-                ax.imshow(img[0].permute(1, 2, 0).squeeze(-1).numpy(), cmap='gray', vmin=0, vmax=1)
-                if i == 0: ax.set_title(str(it), fontsize=7)
-                if j == 0: ax.set_ylabel(s, fontsize=6, rotation=0, ha='right', va='center')
-        fig.suptitle(f"{a}: reconstruction at successive iterations (image {int(d1.images.iloc[0][0])})", fontsize=8)
-        save(fig, 'attack_reconstruction_grid.png')
-    # final SSIM against epsilon
-    im = per_image(df[df.defence == 'dpsgd'].dropna(subset=['epsilon'])) if (df.defence == 'dpsgd').any() else pd.DataFrame()
-    fig, axs = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, B in zip(axs, sorted(set(df.batch_size))[:2]):
+    for s in [s for s in _ORDER if s in set(d.setting)] + sorted(set(d.setting) - set(_ORDER)):
+        sel = d[d.setting == s]
+        r = sel[first[sel.index] == image].iloc[0] if (first[sel.index] == image).any() else sel.iloc[0]
+        rows.append((s, r, torch.load(Path(r.folder)/'snapshots.pt')))
+    its = sorted({k for *_, sn in rows for k in sn if k != 'truth'})
+    fig = Figure(figsize=(0.72 * (len(its) + 1) + 1.4, 0.76 * len(rows) + 0.5), layout='constrained')
+    axs = fig.subplots(len(rows), len(its) + 1, squeeze=False)
+    for i, (s, r, sn) in enumerate(rows):
+        last = sn[max(k for k in sn if k != 'truth')]
+        for j, it in enumerate(its + ['truth']):
+            ax = axs[i, j]; ax.set_xticks([]); ax.set_yticks([])
+            img = sn['truth'] if it == 'truth' else sn.get(it, last)  # a run that stopped early shows its last state
+            ax.imshow(img[0].permute(1, 2, 0).squeeze(-1).numpy(), cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+            if i == 0: ax.set_title(str(it), fontsize=8)
+        im = int(r.images[0])
+        axs[i, 0].set_ylabel(f"{s}\nSSIM {r.per_image_ssim[0] + 0:.2f}".replace('-0.00', '0.00') + (f"\nimage {im}" if im != image else ''),
+                             fontsize=7.5, rotation=0, ha='right', va='center')
+    fig.suptitle(f"{attack}, B = {B}: reconstruction of image {image} at successive iterations (columns), truth last", fontsize=9)
+    return fig
+
+def _epsilon_figure(df, attacks, batch_sizes):
+    "Final SSIM (median and IQR over images) against epsilon per attack, references without epsilon as lines."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(4.2 * len(batch_sizes) + 2.8, 3.6), layout='constrained')
+    axs = fig.subplots(1, len(batch_sizes), squeeze=False)[0]
+    eps_runs = df[(df.defence == 'dpsgd') & df.epsilon.notna()] if 'epsilon' in df else df.iloc[:0]
+    for k, (ax, B) in enumerate(zip(axs, batch_sizes)):
+        xs = set()
         for i, a in enumerate(attacks):
+            c = f"C{i}"
+            im = per_image(eps_runs[(eps_runs.attack == a) & (eps_runs.batch_size == B)])
             if len(im):
-                g = im[(im.attack == a) & (im.batch_size == B)].groupby('epsilon').image_ssim
-                if len(g.size()):
-                    med, q1, q3 = g.median(), g.quantile(.25), g.quantile(.75)
-                    ax.errorbar(med.index, med, yerr=[med - q1, q3 - med], marker='o', capsize=3, label=f"{a} dpsgd", color=f"C{i}")
-            for ls, s in (('--', 'none'), (':', 'pdp')):
+                g = im.groupby('epsilon').image_ssim
+                med, q1, q3, n = g.median(), g.quantile(.25), g.quantile(.75), g.size()
+                x = med.index.to_numpy() * 1.06 ** (i - (len(attacks) - 1) / 2)  # side by side, not on top of each other
+                ax.errorbar(x, med, yerr=[med - q1, q3 - med], marker='o', ms=4, capsize=3, color=c,
+                            label=f"{a}: DP-SGD (n = {n.min()}" + (f"-{n.max()}" if n.max() > n.min() else '') + ")")
+                xs |= set(med.index)
+            for ls, s in (('--', 'none'), (':', 'pdp'), ('-.', 'clip')):
                 v = per_image(df[(df.attack == a) & (df.batch_size == B) & (df.setting == s)])
-                if len(v): ax.axhline(v.image_ssim.median(), ls=ls, color=f"C{i}", lw=1, label=f"{a} {s}")
-        bl = df[df.batch_size == B].baseline_ssim
-        if len(bl): ax.axhline(bl.median(), color='k', lw=1, ls='-.', label='mean-image baseline')
-        ax.set_xscale('log'); ax.set_xlabel('epsilon (training run of MNIST_TRAINING)'); ax.set_ylabel('final SSIM (median, IQR)')
-        ax.set_title(f"B = {B}"); ax.set_ylim(-0.05, 1.02)
-    axs[0].legend(fontsize=6)
-    save(fig, 'attack_ssim_vs_epsilon.png')
-    return out
+                if len(v): ax.axhline(v.image_ssim.median(), ls=ls, color=c, lw=1.1, label=f"{a}: {s} (n = {len(v)})")
+        bl = df[df.batch_size == B].baseline_ssim.dropna()
+        if len(bl): ax.axhline(bl.median(), color='grey', lw=2, alpha=.6, label='mean-image baseline')
+        if xs:
+            ax.set_xscale('log'); ax.set_xticks(sorted(xs), [f"{e:g}" for e in sorted(xs)]); ax.minorticks_off()
+        else: ax.text(.5, .5, 'no DP-SGD runs at a target epsilon yet', ha='center', va='center', transform=ax.transAxes, color='grey')
+        ax.set_xlabel('epsilon (training configuration MNIST_TRAINING)'); ax.set_title(f"B = {B}", fontsize=10)
+        ax.set_ylim(-0.05, 1.02); ax.grid(alpha=.3)
+        if k == 0: ax.set_ylabel('final SSIM (median, IQR over images)')
+    axs[-1].legend(fontsize=7.5, loc='upper left', bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
+    return fig
+
+def attack_figures(runs='runs/attack', # run folder searched for attack records, or records already loaded (one row per run, with `folder`)
+                   static='static', # where the PNGs go (None: write nothing)
+                   batch_sizes=None, # B values of the iteration curves (None: every B in the records)
+                   grid_attack:str='dlg' # attack of the reconstruction grid (if it has runs)
+                  )->dict:
+    "Draw the attack figures from the run records and, with `static`, write them as static/attack_*.png; returns {file name: figure}."
+    df, hist = _attack_records(runs)
+    if not len(df): raise FileNotFoundError(f"no attack records in {runs if not isinstance(runs, pd.DataFrame) else 'the records given'}: run the attack grid first")
+    attacks = [a for a in ATTACKS if a in set(df.attack)] + sorted(set(df.attack) - set(ATTACKS))
+    settings = [s for s in _ORDER if s in set(df.setting)] + sorted(set(df.setting) - set(_ORDER))
+    Bs = sorted(int(b) for b in set(df.batch_size)) if batch_sizes is None else [int(b) for b in batch_sizes]
+    figs = {'attack_ssim_iterations.png': _curve_figure(df, hist, 'ssim', attacks, settings, Bs, ylim=(-0.02, 1.02)),
+            'attack_ssim_iterations_zoom.png': _curve_figure(df, hist, 'ssim', attacks, settings, Bs, ylim=(0.85, 1.0), floor=0.85),
+            'attack_loss_iterations.png': _curve_figure(df, hist, 'loss', attacks, settings, Bs, logy=True)}
+    ga = grid_attack if grid_attack in attacks else attacks[0]
+    grid = _grid_figure(df, ga, 1 if 1 in Bs else Bs[0])
+    if grid is not None: figs['attack_reconstruction_grid.png'] = grid
+    figs['attack_ssim_vs_epsilon.png'] = _epsilon_figure(df, attacks, sorted(int(b) for b in set(df.batch_size)))
+    if static is not None:
+        for name, fig in figs.items(): save_figure(fig, Path(static)/name)
+    return figs
 
 # %% ../nbs/21_attack.ipynb #137e9124
 def batched_dlg(model:nn.Module, # the shared model

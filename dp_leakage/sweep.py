@@ -23,7 +23,7 @@ from .train import METRICS, TRAIN_SETTINGS, TrainConfig, get_model, run_training
 # %% auto #0
 __all__ = ['GRIDS', 'NOTEBOOKS', 'TRAIN_MODELS', 'TRAIN_EPSILONS', 'INLINE', 'ENGINES', 'register_grid', 'train_grid',
            'attack_grid', 'run_name', 'register_inline', 'weights_missing', 'run_grid', 'load_records', 'mean_ci',
-           'train_table', 'audit_epsilons', 'sweep_cli']
+           'train_table', 'audit_epsilons', 'shard_runs', 'sweep_cli']
 
 # %% ../nbs/30_sweep.ipynb #28acda4b
 GRIDS: dict[str, Callable[..., list[dict]]] = {}
@@ -228,6 +228,17 @@ def audit_epsilons(folder:str|Path='runs/train')->pd.DataFrame:
 # %% ../nbs/30_sweep.ipynb #2d397065
 def _split(s, f=str): return None if s is None else [f(v) for v in str(s).replace(',', ' ').split()]
 
+def shard_runs(runs:list, # a grid's entries
+          spec:str|None # 'I/N': every N-th entry from the I-th (I from 0); None: all of them
+         )->list:
+    "One shard of a grid: N processes given 0/N ... (N-1)/N split it without overlap, one per core."
+    if spec is None: return runs
+    try: i, n = (int(v) for v in str(spec).split('/'))
+    except ValueError: i, n = -1, 0
+    if not 0 <= i < n:
+        raise ValueError(f"shard must be 'I/N' with 0 <= I < N (e.g. 0/2 and 1/2 for two processes), not {spec!r}")
+    return runs[i::n]
+
 @call_parse
 def sweep_cli(grid:str='train', # 'train' or 'attack'
               out:str='runs', # runs go to OUT/GRID/RUN_NAME
@@ -240,6 +251,7 @@ def sweep_cli(grid:str='train', # 'train' or 'attack'
               epochs:int=None, # train: override the maximum epochs
               patience:int=None, # train: override the patience
               limit:int=None, # run at most this many entries (in grid order)
+              shard:str=None, # 'I/N': run every N-th entry from the I-th (start N processes, I = 0..N-1, to use N cores)
               threads:int=None, # torch threads (1 is fastest for heads and on a busy machine)
               table:bool=True # train: write OUT/train_table.csv at the end
              ):
@@ -260,7 +272,7 @@ def sweep_cli(grid:str='train', # 'train' or 'attack'
     for k, v in (('epochs', epochs), ('patience', patience)):
         if v is not None: runs = [{**p, k: v} for p in runs]
     if limit is not None: runs = runs[:limit]
-    run_grid(grid, runs, out=out, engine=engine)
+    run_grid(grid, shard_runs(runs, shard), out=out, engine=engine)
     if grid == 'train' and table:
         t = train_table(Path(out)/'train', Path(out)/'train_table.csv')
         if len(t):
