@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
 
+from .attack import ATTACK_FIGURES, attack_figures
 from .data import atomic_write_text, save_figure
 from .sweep import mean_ci
 
@@ -22,8 +23,7 @@ from .sweep import mean_ci
 __all__ = ['STUDY', 'PUBLISHED_ATTACK', 'METRICS', 'LABELS', 'METHOD_ORDER', 'METHOD_LABELS', 'ATTACK_KEYS', 'STOPPED',
            'SUCCEEDS', 'START', 'END', 'published_table', 'load_records', 'has_records', 'classification_table',
            'format_table', 'to_markdown', 'attack_label', 'attack_table', 'format_attacks', 'tradeoff_figure',
-           'load_histories', 'ssim_figure', 'loss_figure', 'reconstruction_figure', 'reading', 'Analysis', 'analyse',
-           'headline', 'update_readme', 'results_cli']
+           'reading', 'Analysis', 'analyse', 'headline', 'update_readme', 'results_cli']
 
 # %% ../nbs/50_analysis.ipynb #75f8da91
 STUDY = ('Differential Privacy: Gradient Leakage Attacks in Federated Learning Environments, arXiv 2510.23931 '
@@ -265,64 +265,6 @@ def tradeoff_figure(cls:pd.DataFrame, # `classification_table`
     _save(fig, path)
     return fig
 
-# %% ../nbs/50_analysis.ipynb #d16f03df
-def load_histories(attack:pd.DataFrame)->pd.DataFrame:
-    "Every attack run's `history.csv` (iteration, loss, mse, psnr, ssim) with the run's setting."
-    hs, keys = [], _keys(attack)
-    for _, r in attack.iterrows():
-        f = Path(r['folder']) / 'history.csv'
-        if not f.exists(): continue
-        h = pd.read_csv(f)
-        for k in keys: h[k] = r[k]
-        h['run'] = r['run']
-        hs.append(h)
-    return pd.concat(hs, ignore_index=True) if hs else pd.DataFrame()
-
-def _curves(ax, hist, col, log=False, max_lines=12):
-    "Median and IQR band of `col` over iterations per setting (at most `max_lines`, batch size 1 first)."
-    keys = _keys(hist)
-    groups = list(hist.groupby(keys, dropna=False, sort=False))
-    groups.sort(key=lambda kg: (dict(zip(keys, kg[0])).get('batch_size', 1) or 1, str(kg[0])))
-    for kv, g in groups[:max_lines]:
-        q = g.groupby('iteration')[col].quantile([.25, .5, .75]).unstack()
-        l, = ax.plot(q.index, q[.5], label=attack_label(dict(zip(keys, kv))), lw=1.2)
-        ax.fill_between(q.index, q[.25], q[.75], color=l.get_color(), alpha=.15)
-    if log: ax.set_yscale('log')
-    ax.set_xlabel('iteration'); ax.grid(alpha=.3)
-
-def ssim_figure(hist:pd.DataFrame, path=None):
-    "SSIM over iterations (median and IQR over images): full range and zoomed to 0.85-1 as the study showed."
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    _curves(a1, hist, 'ssim'); _curves(a2, hist, 'ssim')
-    a1.set(ylabel='SSIM', title='SSIM over iterations'); a2.set(ylabel='SSIM', title='zoomed', ylim=(0.85, 1.0))
-    a1.legend(fontsize=7)
-    fig.tight_layout(); _save(fig, path)
-    return fig
-
-def loss_figure(hist:pd.DataFrame, path=None):
-    "Gradient-matching loss over iterations (median and IQR, log scale)."
-    fig, ax = plt.subplots(figsize=(6, 4))
-    h = hist[hist['loss'] > 0] if len(hist) else hist
-    _curves(ax, h, 'loss', log=True)
-    ax.set(ylabel='gradient-matching loss', title='Matching loss over iterations'); ax.legend(fontsize=7)
-    fig.tight_layout(); _save(fig, path)
-    return fig
-
-def reconstruction_figure(attack:pd.DataFrame, # attack records
-                          path=None, ncols:int=2, max_panels:int=16):
-    "The reconstruction grid (`reconstruction.png`) of the first run of each attack setting."
-    keys = _keys(attack)
-    firsts = [g.sort_values('run').iloc[0] for _, g in attack.groupby(keys, dropna=False, sort=False)]
-    firsts = [r for r in firsts if (Path(r['folder']) / 'reconstruction.png').exists()][:max_panels]
-    n = max(len(firsts), 1); nr = math.ceil(n / ncols)
-    fig, axs = plt.subplots(nr, ncols, figsize=(6 * ncols, 2.4 * nr), squeeze=False)
-    for ax in axs.flat: ax.axis('off')
-    for ax, r in zip(axs.flat, firsts):
-        ax.imshow(plt.imread(Path(r['folder']) / 'reconstruction.png'))
-        ax.set_title(f"{attack_label(r)}: final SSIM {np.median(_flat([r['ssim']])):.3f}", fontsize=9)
-    fig.tight_layout(); _save(fig, path)
-    return fig
-
 # %% ../nbs/50_analysis.ipynb #2adef918
 STOPPED, SUCCEEDS = 0.3, 0.9
 
@@ -382,21 +324,16 @@ def analyse(runs:str|Path, # run folder
     an = Analysis(Path(runs), rec['train'], rec['attack'], cls, att, reading(cls, att))
     st = Path(static) if static is not None else None
     p = lambda n: st / n if st is not None else None
-    an.figures['tradeoff'] = tradeoff_figure(cls, att, p('results_tradeoff.png'))
-    if len(att):
-        hist = load_histories(rec['attack'])
-        if len(hist):
-            an.figures['ssim'] = ssim_figure(hist, p('results_ssim.png'))
-            an.figures['loss'] = loss_figure(hist, p('results_loss.png'))
-        an.figures['reconstructions'] = reconstruction_figure(rec['attack'], p('results_reconstructions.png'))
+    an.figures['results_tradeoff.png'] = tradeoff_figure(cls, att, p('results_tradeoff.png'))
+    if len(rec['attack']): an.figures.update(attack_figures(rec['attack'], st))  # static/attack_*.png
     if st is not None:
         st.mkdir(parents=True, exist_ok=True)
         texts = {'results_table.md': to_markdown(format_table(cls)) if len(cls) else '',
                  'results_reading.md': '\n\n'.join(an.reading) + '\n'}
+        if len(cls): texts['results_table.csv'] = cls.to_csv(index=False)
+        if len(att): texts['results_attacks.csv'] = att.to_csv(index=False)
         for n, t in texts.items(): atomic_write_text(st / n, t)
-        if len(cls): atomic_write_text(st / 'results_table.csv', cls.to_csv(index=False))
-        if len(att): atomic_write_text(st / 'results_attacks.csv', att.to_csv(index=False))
-        an.files = sorted(str(st / n) for n in os.listdir(st) if n.startswith('results_'))
+        an.files = sorted(str(st / n) for n in [*an.figures, *texts])
     if close:
         for f in an.figures.values(): plt.close(f)
     return an

@@ -480,7 +480,7 @@ _ORDER = ['none', 'clip', 'pdp'] + [f"dpsgd eps={e:g}" for e in (50, 25, 8, 4, 2
 _FIXED = {'none': ('black', '-'), 'clip': ('tab:green', '-'), 'pdp': ('tab:orange', '-')}
 
 def setting_style(s:str)->dict:
-    "Colour and line style of a defence setting: DP-SGD by epsilon in blues (darker: smaller epsilon), by sigma in dashed reds."
+    "Colour and line style of a setting: DP-SGD by epsilon in blues (darker: smaller eps), by sigma in dashed reds."
     from matplotlib import colormaps
     if s in _FIXED: return dict(color=_FIXED[s][0], ls=_FIXED[s][1])
     v = float(s.split('=')[1])
@@ -510,6 +510,7 @@ def _curve_figure(df, hist, col, attacks, settings, batch_sizes, ylim=None, logy
     "One panel per (B, attack): median (line) and IQR (band) over runs per defence setting; one legend per row with n."
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
     fig = Figure(figsize=(3.6 * len(attacks) + 2.6, 3.1 * len(batch_sizes)), layout='constrained')
     axs = fig.subplots(len(batch_sizes), len(attacks), squeeze=False)
     for row, B in zip(axs, batch_sizes):
@@ -524,7 +525,7 @@ def _curve_figure(df, hist, col, attacks, settings, batch_sizes, ylim=None, logy
                 ax.plot(q.index, q[.5], lw=1.3, **st)
                 ax.fill_between(q.index, q[.25], q[.75], color=st['color'], alpha=.12, lw=0)
                 best = max(best, (float(q[.5].max()), s))
-            ax.set_title(f"{a}, B = {B}", fontsize=10); ax.grid(alpha=.3)
+            ax.set_title(f"{a}, B = {B}", fontsize=10); ax.grid(alpha=.3); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if ylim: ax.set_ylim(*ylim)
             if logy: ax.set_yscale('log')
             if floor is not None and best[0] < floor:  # nothing reaches the zoomed range: say so instead of an empty panel
@@ -553,7 +554,7 @@ def _grid_figure(df, attack, B):
         r = sel[first[sel.index] == image].iloc[0] if (first[sel.index] == image).any() else sel.iloc[0]
         rows.append((s, r, torch.load(Path(r.folder)/'snapshots.pt')))
     its = sorted({k for *_, sn in rows for k in sn if k != 'truth'})
-    fig = Figure(figsize=(0.72 * (len(its) + 1) + 1.4, 0.76 * len(rows) + 0.5), layout='constrained')
+    fig = Figure(figsize=(max(0.72 * (len(its) + 1) + 1.4, 4.5), 0.76 * len(rows) + 0.7), layout='constrained')
     axs = fig.subplots(len(rows), len(its) + 1, squeeze=False)
     for i, (s, r, sn) in enumerate(rows):
         last = sn[max(k for k in sn if k != 'truth')]
@@ -563,17 +564,20 @@ def _grid_figure(df, attack, B):
             ax.imshow(img[0].permute(1, 2, 0).squeeze(-1).numpy(), cmap='gray', vmin=0, vmax=1, interpolation='nearest')
             if i == 0: ax.set_title(str(it), fontsize=8)
         im = int(r.images[0])
-        axs[i, 0].set_ylabel(f"{s}\nSSIM {r.per_image_ssim[0] + 0:.2f}".replace('-0.00', '0.00') + (f"\nimage {im}" if im != image else ''),
-                             fontsize=7.5, rotation=0, ha='right', va='center')
-    fig.suptitle(f"{attack}, B = {B}: reconstruction of image {image} at successive iterations (columns), truth last", fontsize=9)
+        label = f"{s}\nSSIM {r.per_image_ssim[0]:.2f}".replace('-0.00', '0.00') + (f"\nimage {im}" if im != image else '')
+        axs[i, 0].set_ylabel(label, fontsize=7.5, rotation=0, ha='right', va='center')
+    fig.suptitle(f"{attack}, B = {B}: image {image} reconstructed at successive iterations\n(columns; the truth last)", fontsize=9)
     return fig
 
 def _epsilon_figure(df, attacks, batch_sizes):
     "Final SSIM (median and IQR over images) against epsilon per attack, references without epsilon as lines."
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     fig = Figure(figsize=(4.2 * len(batch_sizes) + 2.8, 3.6), layout='constrained')
     axs = fig.subplots(1, len(batch_sizes), squeeze=False)[0]
     eps_runs = df[(df.defence == 'dpsgd') & df.epsilon.notna()] if 'epsilon' in df else df.iloc[:0]
+    refs = (('none', '--'), ('pdp', ':'), ('clip', '-.'))
+    n = {}  # (attack, setting) -> {B: images, as text}
     for k, (ax, B) in enumerate(zip(axs, batch_sizes)):
         xs = set()
         for i, a in enumerate(attacks):
@@ -581,33 +585,45 @@ def _epsilon_figure(df, attacks, batch_sizes):
             im = per_image(eps_runs[(eps_runs.attack == a) & (eps_runs.batch_size == B)])
             if len(im):
                 g = im.groupby('epsilon').image_ssim
-                med, q1, q3, n = g.median(), g.quantile(.25), g.quantile(.75), g.size()
+                med, q1, q3, m = g.median(), g.quantile(.25), g.quantile(.75), g.size()
                 x = med.index.to_numpy() * 1.06 ** (i - (len(attacks) - 1) / 2)  # side by side, not on top of each other
-                ax.errorbar(x, med, yerr=[med - q1, q3 - med], marker='o', ms=4, capsize=3, color=c,
-                            label=f"{a}: DP-SGD (n = {n.min()}" + (f"-{n.max()}" if n.max() > n.min() else '') + ")")
+                ax.errorbar(x, med, yerr=[med - q1, q3 - med], marker='o', ms=4, capsize=3, color=c)
+                n.setdefault((a, 'DP-SGD'), {})[B] = f"{m.min()}" + (f"-{m.max()}" if m.max() > m.min() else '')
                 xs |= set(med.index)
-            for ls, s in (('--', 'none'), (':', 'pdp'), ('-.', 'clip')):
+            for s, ls in refs:
                 v = per_image(df[(df.attack == a) & (df.batch_size == B) & (df.setting == s)])
-                if len(v): ax.axhline(v.image_ssim.median(), ls=ls, color=c, lw=1.1, label=f"{a}: {s} (n = {len(v)})")
+                if len(v):
+                    ax.axhline(v.image_ssim.median(), ls=ls, color=c, lw=1.1)
+                    n.setdefault((a, s), {})[B] = str(len(v))
         bl = df[df.batch_size == B].baseline_ssim.dropna()
-        if len(bl): ax.axhline(bl.median(), color='grey', lw=2, alpha=.6, label='mean-image baseline')
+        if len(bl): ax.axhline(bl.median(), color='grey', lw=2, alpha=.6)
         if xs:
             ax.set_xscale('log'); ax.set_xticks(sorted(xs), [f"{e:g}" for e in sorted(xs)]); ax.minorticks_off()
         else: ax.text(.5, .5, 'no DP-SGD runs at a target epsilon yet', ha='center', va='center', transform=ax.transAxes, color='grey')
         ax.set_xlabel('epsilon (training configuration MNIST_TRAINING)'); ax.set_title(f"B = {B}", fontsize=10)
         ax.set_ylim(-0.05, 1.02); ax.grid(alpha=.3)
         if k == 0: ax.set_ylabel('final SSIM (median, IQR over images)')
-    axs[-1].legend(fontsize=7.5, loc='upper left', bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
+    handles, labels = [], []
+    for i, a in enumerate(attacks):
+        for s, ls in (('DP-SGD', '-'),) + refs:
+            if (a, s) not in n: continue
+            handles.append(Line2D([], [], color=f"C{i}", ls=ls, marker='o' if s == 'DP-SGD' else None, ms=4))
+            labels.append(f"{a}: {s}  ({'/'.join(n[a, s].get(B, '0') for B in batch_sizes)})")
+    handles.append(Line2D([], [], color='grey', lw=2, alpha=.6)); labels.append('mean-image baseline')
+    axs[-1].legend(handles, labels, fontsize=7.5, loc='upper left', bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False,
+                   title=f"setting (images per point: B = {'/'.join(map(str, batch_sizes))})", title_fontsize=7.5)
     return fig
 
-def attack_figures(runs='runs/attack', # run folder searched for attack records, or records already loaded (one row per run, with `folder`)
+def attack_figures(runs='runs/attack', # run folder of attack records, or records already loaded (a row per run, with `folder`)
                    static='static', # where the PNGs go (None: write nothing)
                    batch_sizes=None, # B values of the iteration curves (None: every B in the records)
                    grid_attack:str='dlg' # attack of the reconstruction grid (if it has runs)
                   )->dict:
-    "Draw the attack figures from the run records and, with `static`, write them as static/attack_*.png; returns {file name: figure}."
+    "Draw the attack figures from the run records (with `static`, write them there); returns {file name: figure}."
     df, hist = _attack_records(runs)
-    if not len(df): raise FileNotFoundError(f"no attack records in {runs if not isinstance(runs, pd.DataFrame) else 'the records given'}: run the attack grid first")
+    if not len(df):
+        where = 'the records given' if isinstance(runs, pd.DataFrame) else runs
+        raise FileNotFoundError(f"no attack records in {where}: run the attack grid first (dp_leakage_sweep --grid attack)")
     attacks = [a for a in ATTACKS if a in set(df.attack)] + sorted(set(df.attack) - set(ATTACKS))
     settings = [s for s in _ORDER if s in set(df.setting)] + sorted(set(df.setting) - set(_ORDER))
     Bs = sorted(int(b) for b in set(df.batch_size)) if batch_sizes is None else [int(b) for b in batch_sizes]

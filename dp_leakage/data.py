@@ -43,6 +43,8 @@ def atomic_write(path:str|Path, # the file to write
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=path.suffix)
     os.close(fd)
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes the file private (0600); the result gets an ordinary file's mode
     try: write(tmp); os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
