@@ -196,6 +196,8 @@ def recompute_epsilon(noise_multiplier:float, sample_rate:float, steps:int, delt
     acc.history = [(noise_multiplier, sample_rate, steps)]
     return float(acc.get_epsilon(delta))
 
+_spent_memo = lru_cache(maxsize=1024)(recompute_epsilon)  # a PRV epsilon takes about a second; sweeps ask again and again
+
 @register_method('dpsgd')
 class DPSGD(Method):
     "DP-SGD through Opacus' PrivacyEngine with a target epsilon."
@@ -237,7 +239,10 @@ class DPSGD(Method):
 
     def accounting(self):
         c = self.config
-        spent = float(self.engine.get_epsilon(c.delta)) if self.steps else 0.
+        h = self.engine.accountant.history   # Opacus keeps one (sigma, q, steps) entry while sigma and q stay fixed
+        if not h: spent = 0.
+        elif len(h) == 1: spent = _spent_memo(*h[0], c.delta, c.accountant)  # seeds that ran as long share the value
+        else: spent = float(self.engine.get_epsilon(c.delta))
         return dict(epsilon_target=self.epsilon, epsilon_spent=spent, delta=c.delta, noise_multiplier=self.noise_multiplier,
                     sample_rate=self.sample_rate, steps=self.steps, max_grad_norm=c.max_grad_norm, kappa=None,
                     accountant=c.accountant)

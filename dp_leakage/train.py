@@ -176,7 +176,8 @@ def fit(net:nn.Module, # the module to train (its trainable parameters)
         cfg:TrainConfig, # epochs, batch size, lr, patience, seed
         ckpt:str|Path|None=None, # checkpoint file (resumed from if present)
         stop_after:int|None=None, # stop after this many epochs in this call (simulates an interruption)
-        progress:bool=True # show progress bars
+        progress:bool=True, # show progress bars
+        checkpoint_every:float=60. # seconds between checkpoints (also written when `stop_after` ends the call)
        )->dict:
     "Train `net` in place with early stopping; returns the training log."
     g_sample, g_noise = torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 10_000)
@@ -188,7 +189,7 @@ def fit(net:nn.Module, # the module to train (its trainable parameters)
     if ckpt is not None and Path(ckpt).exists():
         st = method.load_checkpoint(ckpt, model, opt)
         g_sample.set_state(st.pop('g_sample')); g_noise.set_state(st.pop('g_noise'))
-    start = st['epoch']
+    start, saved = st['epoch'], time.monotonic()
     epochs = range(start, cfg.epochs)
     for epoch in (progress_bar(epochs, leave=False) if progress else epochs):
         if st['bad'] >= cfg.patience: break
@@ -207,8 +208,10 @@ def fit(net:nn.Module, # the module to train (its trainable parameters)
             st.update(best_loss=vl, best_epoch=epoch + 1, best_state=copy.deepcopy(net.state_dict()), bad=0)
         else: st['bad'] += 1
         st['epoch'] = epoch + 1
-        if ckpt is not None:
+        last = stop_after is not None and epoch + 1 - start >= stop_after
+        if ckpt is not None and (last or time.monotonic() - saved >= checkpoint_every):
             method.save_checkpoint(ckpt, model, opt, extra={**st, 'g_sample': g_sample.get_state(), 'g_noise': g_noise.get_state()})
+            saved = time.monotonic()
     complete = stop_after is None or st['bad'] >= cfg.patience or st['epoch'] >= cfg.epochs
     net.load_state_dict(st['best_state'])
     return dict(epochs_run=st['epoch'], best_epoch=st['best_epoch'], best_valid_loss=st['best_loss'],
@@ -380,26 +383,33 @@ def peak_memory(model_name:str='cnn_gn', method:str='none', batch_size:int=32, s
 
 # %% ../nbs/11_train.ipynb #7722a03f
 def head_sweep_time(model_name:str='efficientnet_lite0', seeds=range(5), subset:int|None=None)->dict:
-    "Seconds of one feature extraction and of the whole head sweep of `model_name` after it (inline engine, cold caches)."
+    "Seconds of one feature extraction, the noise-multiplier searches and the head sweep of `model_name` (inline engine, cold caches)."
     from dp_leakage.sweep import run_grid, train_grid
-    from dp_leakage.privacy import noise_multiplier_for
+    from dp_leakage.privacy import _spent_memo, noise_multiplier_for
     old = os.environ.get('DP_LEAKAGE_CACHE')
     with tempfile.TemporaryDirectory() as d:
         os.environ['DP_LEAKAGE_CACHE'] = d
         try:
             clf = get_model(model_name)
-            _DATA.clear(); noise_multiplier_for.cache_clear()
+            _DATA.clear(); noise_multiplier_for.cache_clear(); _spent_memo.cache_clear()
             splits = {k: _pick(v, subset) for k, v in hotdog_splits(verify=False).items()}
             t0 = time.perf_counter(); embed_splits(model_name, splits, model=clf); t_extract = time.perf_counter() - t0
             _DATA.clear()
             runs = [{**p, 'subset': subset} for p in train_grid(models=(model_name,), seeds=seeds)]
+            t0 = time.perf_counter()
+            for p in runs:   # the searches the sweep would do in its first runs, timed on their own (same cache keys)
+                c = TrainConfig.from_params(p)
+                if c.method == 'dpsgd':
+                    noise_multiplier_for(c.epsilon, c.delta, 1 / math.ceil(len(splits['train']) / c.batch_size), c.epochs, c.accountant)
+            t_search = time.perf_counter() - t0
             t0 = time.perf_counter(); s = run_grid('train', runs, out=Path(d)/'runs', engine='inline', progress=False, log=None)
             t_runs = time.perf_counter() - t0
         finally:
             if old is None: os.environ.pop('DP_LEAKAGE_CACHE', None)
             else: os.environ['DP_LEAKAGE_CACHE'] = old
             _DATA.clear()
-    return dict(extract=t_extract, runs=t_runs, n_runs=len(s['ran']), failed=s['failed'], ratio=(t_extract + t_runs) / t_extract)
+    return dict(extract=t_extract, search=t_search, runs=t_runs, n_runs=len(s['ran']), failed=s['failed'],
+                ratio=(t_extract + t_search + t_runs) / t_extract, ratio_searches_cached=(t_extract + t_runs) / t_extract)
 
 # %% ../nbs/11_train.ipynb #daff5824
 @call_parse
@@ -422,8 +432,10 @@ def bench_cli(model:str='cnn_gn', # scratch model for the step-time and memory f
     best = min(ok, key=ok.get)
     print(f"  fastest correct mode: {best} (the default grad_sample_mode is {TrainConfig().grad_sample_mode!r})")
     hs = head_sweep_time(backbone, range(seeds))
-    print(f"{backbone} head sweep: feature extraction {hs['extract']:.1f}s, {hs['n_runs']} runs {hs['runs']:.1f}s "
-          f"(including the noise-multiplier searches), failed: {len(hs['failed'])}")
+    print(f"{backbone} head sweep: feature extraction {hs['extract']:.1f}s, noise-multiplier searches {hs['search']:.1f}s, "
+          f"{hs['n_runs']} runs {hs['runs']:.1f}s, failed: {len(hs['failed'])}")
+    print(f"  ratio with the noise multipliers already cached (a later backbone: same data, batch size and epochs): "
+          f"{hs['ratio_searches_cached']:.2f}")
     mem = {m: peak_memory(model, m, batch_size) for m in ('none', 'dpsgd')}
     for m, v in mem.items():
         print(f"{model} {m} training: resident {v['base']/2**20:.0f} MiB at start, peak {v['peak']/2**20:.0f} MiB "
