@@ -271,8 +271,8 @@ def attack_model(model_state:int=0, # epochs of training on MNIST before the att
     xs = F.interpolate(ds.data[:, None].float() / 255, size=32, mode='bilinear', antialias=True)
     opt, g = torch.optim.Adam(model.parameters(), lr=1e-3), torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(model_state):
-        for idx in torch.randperm(len(xs), generator=g).split(128):
+    for _ in progress_bar(range(model_state), leave=False):
+        for idx in progress_bar(torch.randperm(len(xs), generator=g).split(128), leave=False):
             opt.zero_grad(); F.cross_entropy(model(xs[idx]), ds.targets[idx]).backward(); opt.step()
     atomic_write(f, lambda t: torch.save(model.state_dict(), t))
     return model.eval()
