@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.script import call_parse
-from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -28,16 +27,15 @@ from flwr.supercore.differential_privacy import add_gaussian_noise_inplace
 
 from .data import ATTACK_SIZE, atomic_write, atomic_write_text, cache_dir, data_root, load_mnist, mnist_images, save_figure
 from .models import create_model, get_spec
-from .privacy import MethodConfig, check_epsilon, make_method, pdp_kappa
+from .privacy import MethodConfig, check_epsilon, make_method, noise_multiplier_for, pdp_kappa
 
 # %% auto #0
 __all__ = ['PARTITIONS', 'FED_METHODS', 'client_app', 'server_app', 'FedConfig', 'as_ints', 'as_names', 'validate_config',
            'register_partition', 'partition_indices', 'FedMethod', 'register_fed_method', 'central_noise_multiplier',
-           'local_dp_mod', 'client_data', 'data_key', 'steps_noise_multiplier', 'local_train', 'round_seed',
-           'method_mod', 'client_train', 'update_gradient', 'update_norm', 'attack_update', 'FederationLog',
-           'CuriousServer', 'test_data', 'evaluate_model', 'epsilon_spent', 'serve', 'backend_config', 'run_federation',
-           'server_main', 'run_name', 'load_rounds', 'is_complete', 'load_attacks', 'compare', 'round_table',
-           'plot_rounds', 'federated_cli']
+           'local_dp_mod', 'client_data', 'data_key', 'local_train', 'round_seed', 'method_mod', 'client_train',
+           'update_gradient', 'update_norm', 'attack_update', 'FederationLog', 'CuriousServer', 'test_data',
+           'evaluate_model', 'epsilon_spent', 'serve', 'backend_config', 'run_federation', 'server_main', 'run_name',
+           'load_rounds', 'is_complete', 'load_attacks', 'compare', 'round_table', 'plot_rounds', 'federated_cli']
 
 # %% ../nbs/40_federated.ipynb #848c45fa
 @dataclass(frozen=True)
@@ -172,8 +170,7 @@ def register_fed_method(m:FedMethod)->FedMethod:
 
 def central_noise_multiplier(cfg:FedConfig)->float:
     "Noise multiplier of `cfg.rounds` Gaussian releases (all clients every round) spending `cfg.epsilon` (Opacus RDP)."
-    return float(get_noise_multiplier(target_epsilon=cfg.epsilon, target_delta=cfg.delta, sample_rate=1.0,
-                                      steps=cfg.rounds, accountant='rdp'))
+    return noise_multiplier_for(cfg.epsilon, cfg.delta, 1.0, accountant='rdp', steps=cfg.rounds)
 
 def _central_wrap(strategy, cfg):
     from flwr.serverapp import RdpAccountant
@@ -211,12 +208,6 @@ def data_key(cfg:FedConfig)->tuple:
     "The settings that determine the partitions (a hashable cache key)."
     return tuple((k, getattr(cfg, k)) for k in ('clients', 'train_size', 'partition', 'seed', 'data_root'))
 
-@lru_cache(maxsize=64)
-def steps_noise_multiplier(epsilon:float, delta:float, sample_rate:float, steps:int, accountant:str='rdp')->float:
-    "Opacus' noise multiplier that spends (`epsilon`, `delta`) in `steps` Poisson-sampled steps at `sample_rate`."
-    return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps,
-                                      accountant=accountant))
-
 def _local_method(cfg:FedConfig):
     return make_method(FED_METHODS[cfg.method].local, MethodConfig(
         epsilon=cfg.epsilon, delta=cfg.delta, max_grad_norm=cfg.max_grad_norm, accountant=cfg.accountant,
@@ -237,8 +228,8 @@ def local_train(model:nn.Module, # the global model (trained in place)
     n_batches = len(loader)
     m, opt, loader, crit = method.prepare(model, opt, loader, nn.CrossEntropyLoss(), epochs=1, generator=g)
     if method.private:   # `privacy` plans DP-SGD in whole epochs; a client's participation is `rounds * local_steps` steps
-        opt.noise_multiplier = method.noise_multiplier = steps_noise_multiplier(
-            cfg.epsilon, cfg.delta, 1/n_batches, cfg.rounds*cfg.local_steps, cfg.accountant)
+        opt.noise_multiplier = method.noise_multiplier = noise_multiplier_for(
+            cfg.epsilon, cfg.delta, 1/n_batches, accountant=cfg.accountant, steps=cfg.rounds*cfg.local_steps)
     if history and method.private: method.engine.accountant.history = [tuple(h) for h in history]
     m.train()
     losses, batches, it = [], [], iter(loader)

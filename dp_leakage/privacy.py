@@ -178,13 +178,16 @@ class PDP(Method):
 
 # %% ../nbs/10_privacy.ipynb #ab452756
 @lru_cache(maxsize=256)
-def noise_multiplier_for(epsilon:float, delta:float, sample_rate:float, epochs:int, accountant:str='prv')->float:
-    "Opacus' noise multiplier reaching (`epsilon`, `delta`) after `epochs` epochs at `sample_rate` (cached in memory and on disk)."
-    key = json.dumps([opacus.__version__, accountant, float(epsilon), float(delta), float(sample_rate), int(epochs)])
+def noise_multiplier_for(epsilon:float, delta:float, sample_rate:float, epochs:int|None=None, accountant:str='prv',
+                         steps:int|None=None)->float:
+    "Opacus' noise multiplier reaching (`epsilon`, `delta`) after `epochs` epochs or `steps` steps at `sample_rate` (cached)."
+    if (epochs is None) == (steps is None): raise ValueError("noise_multiplier_for needs either epochs or steps (not both)")
+    steps = int(epochs / sample_rate) if steps is None else int(steps)   # Opacus' own conversion of epochs to steps
+    key = json.dumps([opacus.__version__, accountant, float(epsilon), float(delta), float(sample_rate), 'steps', steps])
     path = cache_dir()/'noise_multipliers.json'
     known = json.loads(path.read_text()) if path.exists() else {}
     if key not in known:
-        known[key] = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, epochs=epochs,
+        known[key] = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps,
                                           accountant=accountant)
         latest = json.loads(path.read_text()) if path.exists() else {}   # another process may have added some
         atomic_write_text(path, json.dumps({**latest, key: known[key]}, indent=0))
