@@ -48,12 +48,16 @@ def match_scores(recon:torch.Tensor, # B x C x H x W reconstructions
                  truth:torch.Tensor # B x C x H x W ground truth
                 )->tuple[dict, np.ndarray]:
     "Mean MSE, PSNR, SSIM after assigning reconstructions to truths (Hungarian on MSE); and the per-image scores."
+    per = _matched_scores(recon, truth)
+    return _mean(per), pd.DataFrame(per).sort_values('truth')
+
+def _matched_scores(recon, truth)->list[dict]:
     r, t = _np(recon), _np(truth)
-    cost = ((r[:, None] - t[None])**2).reshape(len(r), len(t), -1).mean(-1)
-    ri, ti = linear_sum_assignment(cost)
-    per = [image_scores(r[i], t[j]) for i, j in zip(ri, ti)]
-    per = pd.DataFrame(per).assign(recon=ri, truth=ti).sort_values('truth')
-    return {k: float(per[k].mean()) for k in ('mse', 'psnr', 'ssim')}, per
+    if len(r) == 1: pairs = [(0, 0)]
+    else: pairs = zip(*linear_sum_assignment(((r[:, None] - t[None])**2).reshape(len(r), len(t), -1).mean(-1)))
+    return [dict(image_scores(r[i], t[j]), recon=int(i), truth=int(j)) for i, j in pairs]
+
+def _mean(per:list[dict])->dict: return {k: float(np.mean([p[k] for p in per])) for k in ('mse', 'psnr', 'ssim')}
 
 # %% ../nbs/21_attack.ipynb #9e1b33ee
 def last_linear_grad(model:nn.Module, grads:list[torch.Tensor])->torch.Tensor:
@@ -102,7 +106,7 @@ class Tracker:
         self.rows, self.snapshots, self.callback = [], {}, callback
     def __call__(self, it:int, images:torch.Tensor, loss:float):
         row = dict(iteration=it, loss=float(loss))
-        if self.truth is not None: row.update(match_scores(images, self.truth)[0])
+        if self.truth is not None: row.update(_mean(_matched_scores(images, self.truth)))  # no DataFrame per iteration
         self.rows.append(row)
         if it in self.snap_at: self.snapshots[it] = images.detach().clamp(0, 1).clone()
         if self.callback is not None: self.callback(row)
