@@ -229,7 +229,7 @@ def tradeoff_figure(cls:pd.DataFrame, # `classification_table`
                     path=None # PNG file to write
                    ):
     "Privacy / utility / leakage: test accuracy of each model and final attack SSIM of each attack against epsilon."
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 6))
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for i, (model, g) in enumerate(cls.groupby('model', sort=False) if len(cls) else []):
         c = colors[i % len(colors)]
@@ -248,7 +248,7 @@ def tradeoff_figure(cls:pd.DataFrame, # `classification_table`
         if len(dp):
             err = np.array([dp['ssim'] - dp['ssim_q1'], dp['ssim_q3'] - dp['ssim']]).clip(0)
             a2.errorbar(dp['eps'], dp['ssim'], yerr=err, marker='s', color=c, capsize=3, label=f'{name}: DP-SGD')
-        _refs(a2, g[g['defence'] != 'dpsgd'], 'ssim', 'defence', c, name)
+        _refs(a2, g[g['defence'] == 'none'], 'ssim', 'defence', c, name)   # PDP and clipping: `attack_ssim_vs_epsilon.png`
     if len(att):
         a2.axhline(float(att['baseline_ssim'].median()), color='grey', lw=1, label='mean-image baseline')
     else: a2.text(0.5, 0.5, 'no attack records yet', ha='center', va='center', transform=a2.transAxes, color='grey')
@@ -260,7 +260,7 @@ def tradeoff_figure(cls:pd.DataFrame, # `classification_table`
             a.set_xscale('log'); a.set_xticks(xs, [_fmt_eps(v) for v in xs]); a.minorticks_off()
             a.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
         a.grid(alpha=.3)
-        if a.get_legend_handles_labels()[0]: a.legend(fontsize=7, loc='best')
+        if a.get_legend_handles_labels()[0]: a.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     _save(fig, path)
     return fig
