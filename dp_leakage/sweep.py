@@ -22,8 +22,8 @@ from .train import METRICS, TRAIN_SETTINGS, TrainConfig, get_model, run_training
 
 # %% auto #0
 __all__ = ['GRIDS', 'NOTEBOOKS', 'TRAIN_MODELS', 'TRAIN_EPSILONS', 'INLINE', 'ENGINES', 'register_grid', 'train_grid',
-           'attack_grid', 'run_name', 'register_inline', 'weights_missing', 'run_grid', 'load_records', 'mean_ci',
-           'train_table', 'audit_epsilons', 'shard_runs', 'sweep_cli']
+           'attack_grid', 'run_name', 'register_inline', 'weights_missing', 'run_grid', 'iter_records', 'load_records',
+           'mean_ci', 'train_table', 'audit_epsilons', 'shard_runs', 'sweep_cli']
 
 # %% ../nbs/30_sweep.ipynb #28acda4b
 GRIDS: dict[str, Callable[..., list[dict]]] = {}
@@ -175,13 +175,14 @@ def run_grid(grid:str, # 'train' or 'attack'
     return summary
 
 # %% ../nbs/30_sweep.ipynb #0009bf7f
+def iter_records(folder:str|Path='runs/train'):
+    "(run folder name, record) for every `result.json` one level under `folder`."
+    for p in sorted(Path(folder).glob('*/result.json')): yield p.parent.name, json.loads(p.read_text())
+
 def load_records(folder:str|Path='runs/train')->pd.DataFrame:
     "Every `result.json` under `folder` whose folder is named after its run (`run_name`) as one DataFrame."
-    recs = []
-    for p in sorted(Path(folder).glob('*/result.json')):
-        r = json.loads(p.read_text())
-        if p.parent.name == run_name(dict(model=r['model'], method=r['method'], epsilon=r['epsilon_target'], seed=r['seed'])):
-            recs.append(r)   # others (e.g. the experiment notebook's default `runs/train/demo`) are not grid runs
+    recs = [r for name, r in iter_records(folder)   # others (e.g. the experiment notebook's `runs/train/demo`) are not grid runs
+            if name == run_name(dict(model=r['model'], method=r['method'], epsilon=r['epsilon_target'], seed=r['seed']))]
     df = pd.DataFrame(recs)
     if len(df): df['epsilon'] = df['epsilon_target'].astype(float).fillna(np.inf)
     return df
@@ -214,14 +215,13 @@ def train_table(folder:str|Path='runs/train', # the run folders
 
 # %% ../nbs/30_sweep.ipynb #73975ede
 def audit_epsilons(folder:str|Path='runs/train')->pd.DataFrame:
-    "Recompute epsilon of every DP-SGD record under `folder` with a fresh Opacus accountant; one row per record."
+    "Recompute epsilon of every DP-SGD record under `folder` (grid runs or not) with a fresh Opacus accountant; one row per record."
     from dp_leakage.privacy import recompute_epsilon
     rows = []
-    for p in sorted(Path(folder).glob('*/result.json')):
-        r = json.loads(p.read_text())
+    for name, r in iter_records(folder):
         if r.get('method') != 'dpsgd': continue
         e = recompute_epsilon(r['noise_multiplier'], r['sample_rate'], r['steps'], r['delta'], r['accountant'])
-        rows.append(dict(run=p.parent.name, epsilon_target=r['epsilon_target'], epsilon_spent=r['epsilon_spent'], recomputed=e,
+        rows.append(dict(run=name, epsilon_target=r['epsilon_target'], epsilon_spent=r['epsilon_spent'], recomputed=e,
                          abs_error=abs(e - r['epsilon_spent']), within_target=r['epsilon_spent'] <= r['epsilon_target']))
     return pd.DataFrame(rows)
 
