@@ -20,13 +20,13 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .data import atomic_write, cache_dir, load_mnist, mnist_images, attack_transform, save_figure
+from .data import atomic_write, cache_dir, load_mnist, mnist_images, attack_transform, registrar, save_figure
 from .models import create_model
 from .release import Defence, DEFENCES, release, trainable, client_loss
 
 # %% auto #0
-__all__ = ['ATTACKS', 'SNAPSHOTS', 'GRID_EPSILONS', 'GRID_SIGMAS', 'ATTACK_FIGURES', 'FIGURES', 'image_scores', 'match_scores',
-           'last_linear_grad', 'infer_labels', 'Reconstruction', 'register_attack', 'check_attack', 'Tracker',
+__all__ = ['ATTACKS', 'register_attack', 'SNAPSHOTS', 'GRID_EPSILONS', 'GRID_SIGMAS', 'ATTACK_FIGURES', 'FIGURES', 'image_scores',
+           'match_scores', 'last_linear_grad', 'infer_labels', 'Reconstruction', 'check_attack', 'Tracker',
            'reconstruct', 'l2_distance', 'cosine_distance', 'lbfgs_match', 'dlg', 'idlg', 'total_variation',
            'inverting_gradients', 'mean_mnist_image', 'baseline_scores', 'attack_model', 'AttackConfig',
            'attack_config', 'save_grid', 'run_attack', 'attack_cli', 'grid_defences', 'default_grid', 'setting_label',
@@ -86,12 +86,7 @@ class Reconstruction:
 
 ATTACKS: dict[str, Callable] = {}
 
-def register_attack(name:str):
-    "Decorator: register `f(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker) -> (images, labels)`."
-    def _reg(f):
-        ATTACKS[name] = f
-        return f
-    return _reg
+register_attack = registrar(ATTACKS, "Decorator: register `f(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker) -> (images, labels)`.")
 
 def check_attack(name:str)->str:
     if name not in ATTACKS: raise KeyError(f"Unknown attack {name!r}. Known attacks: {', '.join(sorted(ATTACKS))}.")

@@ -16,8 +16,8 @@ from torchvision import datasets, transforms
 
 # %% auto #0
 __all__ = ['MNIST_FILES', 'ATTACK_SIZE', 'HOTDOG_CLASSES', 'HOTDOG_URL', 'HOTDOG_CROSS_DUPLICATES', 'project_dir', 'data_root',
-           'atomic_write', 'atomic_write_text', 'save_figure', 'cache_dir', 'DataNotFoundError', 'prepare_mnist',
-           'load_mnist', 'attack_transform', 'mnist_images', 'Item', 'hotdog_items', 'download_hotdog',
+           'atomic_write', 'atomic_write_text', 'registrar', 'save_figure', 'cache_dir', 'DataNotFoundError',
+           'prepare_mnist', 'load_mnist', 'attack_transform', 'mnist_images', 'Item', 'hotdog_items', 'download_hotdog',
            'CorruptImageError', 'load_image', 'verify_images', 'hotdog_splits', 'Preprocessing', 'ImageDataset']
 
 # %% ../nbs/00_data.ipynb #ce0676b7
@@ -53,6 +53,18 @@ def atomic_write(path:str|Path, # the file to write
 def atomic_write_text(path:str|Path, text:str)->Path:
     "Write `text` to `path` atomically."
     return atomic_write(path, lambda t: Path(t).write_text(text))
+
+def registrar(table:dict, # the registry: name -> registered object
+              doc:str # the docstring of the decorator (what a registered object must be)
+             ):
+    "A decorator factory for `table`: `@register(name)` stores the decorated object under `name` and returns it unchanged."
+    def register(name):
+        def _reg(obj):
+            table[name] = obj
+            return obj
+        return _reg
+    register.__doc__ = doc
+    return register
 
 def save_figure(fig, # a matplotlib figure
                 path:str|Path, # where to write it (the format is the suffix's)

@@ -25,13 +25,13 @@ from flwr.serverapp import Grid, NeighboringRelation, PrivacyConfig, SamplingMet
 from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg, Strategy
 from flwr.supercore.differential_privacy import add_gaussian_noise_inplace
 
-from .data import ATTACK_SIZE, atomic_write, atomic_write_text, cache_dir, data_root, load_mnist, mnist_images, save_figure
+from .data import ATTACK_SIZE, atomic_write, atomic_write_text, cache_dir, data_root, load_mnist, mnist_images, registrar, save_figure
 from .models import create_model, get_spec
 from .privacy import MethodConfig, check_epsilon, make_method, noise_multiplier_for, pdp_kappa
 
 # %% auto #0
-__all__ = ['PARTITIONS', 'FED_METHODS', 'client_app', 'server_app', 'FedConfig', 'as_ints', 'as_names', 'validate_config',
-           'register_partition', 'partition_indices', 'FedMethod', 'register_fed_method', 'central_noise_multiplier',
+__all__ = ['PARTITIONS', 'register_partition', 'FED_METHODS', 'client_app', 'server_app', 'FedConfig', 'as_ints', 'as_names',
+           'validate_config', 'partition_indices', 'FedMethod', 'register_fed_method', 'central_noise_multiplier',
            'local_dp_mod', 'client_data', 'data_key', 'local_train', 'round_seed', 'method_mod', 'client_train',
            'update_gradient', 'update_norm', 'attack_update', 'FederationLog', 'CuriousServer', 'test_data',
            'evaluate_model', 'epsilon_spent', 'serve', 'backend_config', 'run_federation', 'server_main', 'run_name',
@@ -121,12 +121,7 @@ def validate_config(c:FedConfig):
 # %% ../nbs/40_federated.ipynb #e78e6bb0
 PARTITIONS: dict[str, Callable] = {}
 
-def register_partition(name:str):
-    "Decorator: register `f(labels, clients, rng) -> list of index arrays` (positions into `labels`) as `name`."
-    def _reg(f):
-        PARTITIONS[name] = f
-        return f
-    return _reg
+register_partition = registrar(PARTITIONS, "Decorator: register `f(labels, clients, rng) -> list of index arrays` (positions into `labels`) as `name`.")
 
 @register_partition('iid')
 def _iid(labels, clients, rng): return np.array_split(rng.permutation(len(labels)), clients)

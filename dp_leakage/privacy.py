@@ -17,10 +17,10 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.nn import functional as F
 
-from .data import atomic_write, atomic_write_text, cache_dir
+from .data import atomic_write, atomic_write_text, cache_dir, registrar
 
 # %% auto #0
-__all__ = ['PDP_LAYERS', 'ACCOUNTANTS', 'GRAD_SAMPLE_MODE', 'METHODS', 'pdp_kappa', 'register_pdp_layer', 'PDPRegulariser',
+__all__ = ['PDP_LAYERS', 'register_pdp_layer', 'ACCOUNTANTS', 'GRAD_SAMPLE_MODE', 'METHODS', 'pdp_kappa', 'PDPRegulariser',
            'MethodConfig', 'check_epsilon', 'register_method', 'make_method', 'Method', 'NoPrivacy', 'PDP',
            'noise_multiplier_for', 'recompute_epsilon', 'DPSGD']
 
@@ -36,12 +36,7 @@ def pdp_kappa(eta:float=0.1, # relative scale of the parameter noise
 
 PDP_LAYERS: dict = {}
 
-def register_pdp_layer(cls):
-    "Decorator: register `f(module, x2, w2)` -> the layer applied to the squared input with squared weights, no bias."
-    def _reg(f):
-        PDP_LAYERS[cls] = f
-        return f
-    return _reg
+register_pdp_layer = registrar(PDP_LAYERS, "Decorator: register `f(module, x2, w2)` -> the layer applied to the squared input with squared weights, no bias.")
 
 @register_pdp_layer(nn.Linear)
 def _pdp_linear(m, x2, w2): return F.linear(x2, w2)

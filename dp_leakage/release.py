@@ -14,10 +14,11 @@ from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
+from .data import registrar
 from .privacy import PDPRegulariser, check_epsilon, noise_multiplier_for
 
 # %% auto #0
-__all__ = ['MNIST_TRAINING', 'DEFENCES', 'TrainingConfig', 'register_defence', 'check_defence', 'Defence', 'client_loss',
+__all__ = ['MNIST_TRAINING', 'DEFENCES', 'register_defence', 'TrainingConfig', 'check_defence', 'Defence', 'client_loss',
            'trainable', 'release_none', 'release_pdp', 'release_clip', 'release_dpsgd', 'release']
 
 # %% ../nbs/20_release.ipynb #a0413faf
@@ -45,12 +46,7 @@ MNIST_TRAINING = TrainingConfig()
 # %% ../nbs/20_release.ipynb #70e72ea8
 DEFENCES: dict[str, Callable] = {}
 
-def register_defence(name:str):
-    "Decorator: register `f(model, loss_fn, x, y, defence) -> list of gradients` as the release of defence `name`."
-    def _reg(f):
-        DEFENCES[name] = f
-        return f
-    return _reg
+register_defence = registrar(DEFENCES, "Decorator: register `f(model, loss_fn, x, y, defence) -> list of gradients` as the release of defence `name`.")
 
 def check_defence(name:str)->str:
     "`name` if it is a registered defence, else an error listing the known ones."

@@ -15,26 +15,21 @@ from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 from scipy import stats
 
-from .data import atomic_write, project_dir
+from .data import atomic_write, project_dir, registrar
 from .models import WeightsNotFoundError, get_spec
 from .privacy import pdp_kappa
 from .train import METRICS, TRAIN_SETTINGS, TrainConfig, get_model, run_training, write_json
 
 # %% auto #0
-__all__ = ['GRIDS', 'NOTEBOOKS', 'TRAIN_MODELS', 'TRAIN_EPSILONS', 'INLINE', 'ENGINES', 'register_grid', 'train_grid',
-           'attack_grid', 'run_name', 'register_inline', 'weights_missing', 'run_grid', 'iter_records', 'load_records',
+__all__ = ['GRIDS', 'NOTEBOOKS', 'register_grid', 'TRAIN_MODELS', 'TRAIN_EPSILONS', 'INLINE', 'register_inline', 'ENGINES',
+           'train_grid', 'attack_grid', 'run_name', 'weights_missing', 'run_grid', 'iter_records', 'load_records',
            'mean_ci', 'train_table', 'audit_epsilons', 'shard_runs', 'sweep_cli']
 
 # %% ../nbs/30_sweep.ipynb #28acda4b
 GRIDS: dict[str, Callable[..., list[dict]]] = {}
 NOTEBOOKS = {'train': 'nbs/experiments/train.ipynb', 'attack': 'nbs/experiments/attack.ipynb'}
 
-def register_grid(name:str):
-    "Decorator: register a default-grid builder under `name`."
-    def _reg(f):
-        GRIDS[name] = f
-        return f
-    return _reg
+register_grid = registrar(GRIDS, "Decorator: register a default-grid builder under `name`.")
 
 TRAIN_MODELS = ('cnn', 'cnn_gn', 'efficientnet_lite0', 'resnet50', 'dinov2_reg')
 TRAIN_EPSILONS = (1.0, 2.0, 4.0, 8.0, 25.0, 50.0)
@@ -88,12 +83,7 @@ def run_name(p:dict)->str:
 # %% ../nbs/30_sweep.ipynb #99b7895e
 INLINE: dict[str, Callable[[dict, Path], dict]] = {}
 
-def register_inline(grid:str):
-    "Decorator: register `f(params, out) -> record` as the in-process engine of `grid`."
-    def _reg(f):
-        INLINE[grid] = f
-        return f
-    return _reg
+register_inline = registrar(INLINE, "Decorator: register `f(params, out) -> record` as the in-process engine of `grid`.")
 
 @register_inline('train')
 def _inline_train(params:dict, out:Path)->dict:
