@@ -28,10 +28,12 @@ export: $(STAMP)
 clean-nbs: $(STAMP)
 	$(BIN)/nbdev_clean
 
+# The demo's records go to runs/_demo (folders of runs/ starting with _ are never read by `make results`).
 demo: $(STAMP)
-	$(BIN)/dp_leakage_demo
+	$(BIN)/dp_leakage_demo --out runs/_demo
 
-# The library must be what the notebooks export; then every notebook runs as a test (slow cells skipped).
+# The library must be what the notebooks export; then every notebook runs as a test (slow cells skipped), each
+# notebook's start and end printed as it happens. Tests write to temporary folders, never to runs/train or runs/attack.
 test: $(STAMP)
 	rm -rf .export-check && cp -r dp_leakage .export-check
 	$(BIN)/nbdev_export
@@ -39,20 +41,21 @@ test: $(STAMP)
 	  rm -rf .export-check; echo "nbdev_export changed dp_leakage/: run nbdev_export and commit the library"; exit 1; fi
 	rm -rf .export-check
 	n=$$(find nbs -name '*.ipynb' -not -name '_*' -not -path '*/.ipynb_checkpoints/*' | wc -l); \
-	if $(BIN)/nbdev_test --n_workers 2 --timing 2>&1 | tee .nbdev_test.log; then \
+	echo "nbdev_test: $$n notebooks on 2 workers (slow cells skipped)"; \
+	if PYTHONUNBUFFERED=1 $(BIN)/nbdev_test --n_workers 2 --timing --do_print 2>&1 | tee .nbdev_test.log; then \
 	  echo "nbdev_test: $$n passed, 0 failed"; \
 	else f=$$(grep -c '^	.*\.ipynb$$' .nbdev_test.log || true); echo "nbdev_test: $$((n-f)) passed, $$f failed"; exit 1; fi
 
-# Benchmarks print one `name: value` line per figure (no timed assertions anywhere).
+# Benchmarks (nbs/80_bench.ipynb) print one `name: value` line per figure with its spread (no timed assertions anywhere).
 bench: $(STAMP)
-	$(BIN)/dp_leakage_bench_train
-	$(BIN)/dp_leakage_bench_attack
+	$(BIN)/dp_leakage_bench
 
 # The documentation site: Quarto where installed, else nbconvert into _docs/ (tools/site.py says which).
 site: $(STAMP)
 	$(BIN)/python tools/site.py
 
-# Tables and figures of the runs under runs/ into static/ and the results section of README.md.
+# Tables and figures of the grid runs (runs/train and runs/attack; never runs/_demo, runs/_cli or tests' folders)
+# into static/ and the results section of README.md.
 results: $(STAMP)
 	$(BIN)/python -m dp_leakage.analysis --runs runs --static static --readme README.md
 

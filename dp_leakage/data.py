@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #15d2f6ff
 from __future__ import annotations
-import gzip, hashlib, os, shutil, tempfile, urllib.request, zipfile
+import gzip, hashlib, json, os, shutil, tempfile, urllib.request, zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +16,10 @@ from torchvision import datasets, transforms
 
 # %% auto #0
 __all__ = ['MNIST_FILES', 'ATTACK_SIZE', 'HOTDOG_CLASSES', 'HOTDOG_URL', 'HOTDOG_CROSS_DUPLICATES', 'project_dir', 'data_root',
-           'atomic_write', 'atomic_write_text', 'registrar', 'save_figure', 'cache_dir', 'DataNotFoundError',
-           'prepare_mnist', 'load_mnist', 'attack_transform', 'mnist_images', 'Item', 'hotdog_items', 'download_hotdog',
-           'CorruptImageError', 'load_image', 'verify_images', 'hotdog_splits', 'Preprocessing', 'ImageDataset']
+           'atomic_write', 'atomic_write_text', 'registrar', 'save_figure', 'in_checkout', 'cache_dir', 'UserError',
+           'DataNotFoundError', 'CorruptDataError', 'prepare_mnist', 'load_mnist', 'attack_transform', 'mnist_images',
+           'Item', 'hotdog_items', 'download_hotdog', 'CorruptImageError', 'load_image', 'verify_images',
+           'hotdog_splits', 'Preprocessing', 'ImageDataset']
 
 # %% ../nbs/00_data.ipynb #ce0676b7
 def project_dir(start:Path|None=None # where to start looking (default: the working directory)
@@ -74,17 +75,32 @@ def save_figure(fig, # a matplotlib figure
     path = Path(path)
     return atomic_write(path, lambda t: fig.savefig(t, format=path.suffix[1:], **{'dpi': 100, **kwargs}))
 
+def in_checkout(start:Path|None=None # where to start looking (default: the working directory)
+               )->bool:
+    "Whether `start` lies inside a dp_leakage checkout."
+    d = project_dir(start)
+    return (d/'settings.ini').exists() and 'lib_name = dp_leakage' in (d/'settings.ini').read_text()
+
 def cache_dir(cache:str|Path|None=None # the cache folder
              )->Path:
-    "A writable cache: `cache` if given, else `$DP_LEAKAGE_CACHE`, else the project's `data/cache` (created)."
-    if cache is None: cache = os.environ.get('DP_LEAKAGE_CACHE') or project_dir()/'data'/'cache'
+    "A writable cache (created): `cache` if given, else `$DP_LEAKAGE_CACHE`, else the checkout's `data/cache`, else the user's."
+    if cache is None: cache = os.environ.get('DP_LEAKAGE_CACHE')
+    if cache is None:
+        if in_checkout(): cache = project_dir()/'data'/'cache'
+        else: cache = Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'dp_leakage'
     cache = Path(cache).expanduser().resolve()
     cache.mkdir(parents=True, exist_ok=True)
     return cache
 
 # %% ../nbs/00_data.ipynb #53f26633
-class DataNotFoundError(FileNotFoundError):
+class UserError(Exception):
+    "An error the user can fix: its message is one line saying what is wrong and what to do."
+
+class DataNotFoundError(UserError, FileNotFoundError):
     "A data set is not where the project looked for it."
+
+class CorruptDataError(UserError, ValueError):
+    "A data file is damaged (wrong checksum, cannot be decoded)."
 
 _HOW_TO_POINT = ("Point dp_leakage at the data with the environment variable DP_LEAKAGE_DATA=/path/to/data "
                  "or the argument root='/path/to/data' (the folder holding hotdog/ and MNIST/raw/)")
@@ -106,25 +122,39 @@ def _check_md5sums(raw:Path):
         digest, name = line.split()[0], line.split()[-1].lstrip('*')
         f = raw/name
         if f.exists() and _md5(f) != digest:
-            raise ValueError(f"{f} is corrupt: its MD5 is {_md5(f)}, the published one is {digest}. "
+            raise CorruptDataError(f"{f} is corrupt: its MD5 is {_md5(f)}, the published one is {digest}. "
                              "Replace it with a fresh copy of the original MNIST file.")
+
+def _mnist_source(src:Path)->dict:
+    "What the decompressed copy is made from: the source folder and each file's name, size and modification time."
+    files = {}
+    for f in MNIST_FILES:
+        g = src/f if (src/f).exists() else src/f'{f}.gz'
+        st = g.stat()
+        files[g.name] = [st.st_size, st.st_mtime_ns]
+    return dict(root=str(src), files=files)
 
 def prepare_mnist(root:str|Path|None=None, # data root (default: see `data_root`)
                   cache:str|Path|None=None # cache folder (default: see `cache_dir`)
                  )->Path:
-    "Decompress the MNIST IDX files from `root/MNIST/raw` into `cache/MNIST/raw`; returns the torchvision root."
+    "Decompress the MNIST IDX files from `root/MNIST/raw` into `cache/MNIST/raw` (unless a copy of the same source is there); returns the torchvision root."
     src = data_root(root)/'MNIST'/'raw'
     dst = cache_dir(cache)/'MNIST'/'raw'
-    if all((dst/f).exists() for f in MNIST_FILES): return dst.parent.parent
     if not src.is_dir() or not all((src/f).exists() or (src/f'{f}.gz').exists() for f in MNIST_FILES):
         raise _missing('MNIST', src, "or, when online, pass download=True to fetch it with torchvision")
+    source, record = _mnist_source(src), dst/'source.json'
+    try: cached = json.loads(record.read_text())
+    except (OSError, ValueError): cached = None
+    if cached == source and all((dst/f).exists() for f in MNIST_FILES): return dst.parent.parent
     _check_md5sums(src)
     dst.mkdir(parents=True, exist_ok=True)
+    record.unlink(missing_ok=True)   # while the files are replaced, the copy belongs to no source
     def unpack(f, tmp):
         if (src/f).exists(): shutil.copyfile(src/f, tmp)
         else:
             with gzip.open(src/f'{f}.gz', 'rb') as fin, open(tmp, 'wb') as fout: shutil.copyfileobj(fin, fout)
     for f in MNIST_FILES: atomic_write(dst/f, lambda t: unpack(f, t))  # a half-written file never looks complete
+    atomic_write_text(record, json.dumps(source, indent=1))
     return dst.parent.parent
 
 def load_mnist(train:bool=True, # the 60000 training images, else the 10000 test images
@@ -201,7 +231,7 @@ def download_hotdog(root:str|Path|None=None, # data root to unpack into
     return dst
 
 # %% ../nbs/00_data.ipynb #e3b2fc19
-class CorruptImageError(ValueError):
+class CorruptImageError(CorruptDataError):
     "An image file cannot be decoded."
 
 def load_image(path:str|Path)->Image.Image:

@@ -12,20 +12,24 @@ from fastcore.script import call_parse
 
 from .data import data_root, hotdog_splits, load_mnist
 from .models import MODELS, WeightsNotFoundError, create_model, n_params
-from .sweep import run_grid, run_name, train_grid
+from .records import command, labelled, read_json
+from .sweep import grid_run_name, run_grid, train_grid
+from .train import PDP_KAPPA
 
 # %% auto #0
-__all__ = ['DEMO_MODELS', 'TRAIN_COLS', 'ATTACK_COLS', 'smoke', 'demo_grids', 'demo_runs', 'demo']
+__all__ = ['DEMO_MODELS', 'TRAIN_COLS', 'DEMO_OUT', 'ATTACK_COLS', 'smoke', 'demo_grids', 'demo_runs', 'demo']
 
 # %% ../nbs/90_demo.ipynb #9a373a8d
-def smoke(root=None)->dict:
+def smoke(root=None, # data root
+          progress:bool=True # show a progress bar over the models
+         )->dict:
     "Load both data sets and every registered model; returns what was loaded and what was skipped."
     out = dict(root=str(data_root(root)), data={}, models={}, skipped={})
     t0 = time.time()
     sp = hotdog_splits(root)
     out['data']['hotdog'] = {k: len(v) for k, v in sp.items()}
     out['data']['mnist'] = dict(train=len(load_mnist(True, root)), test=len(load_mnist(False, root)))
-    for name, spec in MODELS.items():
+    for name, spec in (labelled(list(MODELS.items()), 'models loaded') if progress else MODELS.items()):
         try: m = create_model(name)
         except WeightsNotFoundError as e: out['skipped'][name] = str(e); continue
         out['models'][name] = dict(kind=spec.kind, params=n_params(m), trainable=n_params(m, trainable=True))
@@ -43,17 +47,18 @@ def demo_grids(root=None, # data root
               )->dict[str, list[dict]]:
     "The demo's training and attack runs, as grid entries."
     train = [{**p, **train_overrides, **({'data_root': str(root)} if root else {})}
-             for p in train_grid(models=models, epsilons=(8.0,), seeds=(0,))]
+             for p in train_grid(models=models, epsilons=(8.0,), kappas=(PDP_KAPPA,), seeds=(0,))]
     attack = [dict(attack='dlg', batch_size=1, images=[image], iterations=iterations, seed=0, **d,
                    **({'data_root': str(root)} if root else {}))
               for d in (dict(defence='none'), dict(defence='dpsgd', epsilon=8.0), dict(defence='pdp', kappa=0.01))]
     return dict(train=train, attack=attack)
 
-TRAIN_COLS = ['model', 'method', 'epsilon_target', 'epsilon_spent', 'accuracy', 'f1', 'mcc', 'roc_auc', 'seconds']
+TRAIN_COLS = ['model', 'method', 'epsilon_target', 'epsilon_spent', 'kappa', 'accuracy', 'f1', 'mcc', 'roc_auc', 'seconds']
+DEMO_OUT = 'runs/_demo'   # never read by the analysis (it reads runs/train and runs/attack)
 ATTACK_COLS = ['attack', 'defence', 'epsilon', 'noise_multiplier', 'kappa', 'ssim', 'psnr', 'label_accuracy', 'baseline_ssim']
 
 def demo_runs(root=None, # data root
-              out:str|Path='runs', # run folder (records go to OUT/train/... and OUT/attack/...)
+              out:str|Path=DEMO_OUT, # run folder (records go to OUT/train/... and OUT/attack/...)
               progress:bool=True, # show progress bars
               **kwargs # passed to `demo_grids`
              )->dict[str, pd.DataFrame]:
@@ -61,15 +66,19 @@ def demo_runs(root=None, # data root
     tables = {}
     for grid, runs in demo_grids(root, **kwargs).items():
         s = run_grid(grid, runs, out=out, engine='inline', progress=progress, log=None)
-        if s['failed']: raise RuntimeError(f"demo {grid} runs failed: {s['failed']}")
-        recs = [json.loads((Path(out)/grid/run_name(p)/'result.json').read_text()) for p in runs]
-        tables[grid] = pd.DataFrame(recs)[TRAIN_COLS if grid == 'train' else ATTACK_COLS]
+        if s['failed']: raise RuntimeError(f"demo {grid} runs failed: " + '; '.join(f"{k}: {v}" for k, v in s['failed'].items()))
+        recs = [read_json(Path(out)/grid/grid_run_name(grid, p)/'result.json') for p in runs]
+        cols = TRAIN_COLS if grid == 'train' else ATTACK_COLS
+        tables[grid] = pd.DataFrame(recs)[[c for c in cols if c in recs[0]]]
     return tables
 
 # %% ../nbs/90_demo.ipynb #4736eccd
 @call_parse
-def demo(root:str=None, # data root (default: $DP_LEAKAGE_DATA, else ./data)
-         out:str='runs' # run folder for the demo's records
+@command
+def demo(root:str=None, # data root (default: $DP_LEAKAGE_DATA, else the project's data/)
+         out:str=DEMO_OUT, # run folder for the demo's records (not read by `make results`, which reads runs/train and runs/attack)
+         threads:int=None, # torch intra-op threads (default: what suits the machine)
+         debug:bool=False # show tracebacks of errors
         ):
     "Run the demo and print what it did."
     r = smoke(root)
@@ -80,6 +89,6 @@ def demo(root:str=None, # data root (default: $DP_LEAKAGE_DATA, else ./data)
     t0 = time.time()
     t = demo_runs(root, out)
     with pd.option_context('display.width', 200, 'display.max_columns', 20):
-        print("\nTraining (test set of 500 images, seed 0):"); print(t['train'].round(3).to_string(index=False))
+        print("\nTraining (test set of 500 images, seed 0):"); print(t['train'].round(4).to_string(index=False))
         print("\nDLG on one MNIST image (final SSIM):"); print(t['attack'].round(4).to_string(index=False))
     print(f"\nrecords in {Path(out).resolve()}; done in {r['seconds'] + time.time() - t0:.0f}s")

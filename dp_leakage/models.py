@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .data import Preprocessing, cache_dir
+from .data import CorruptDataError, DataNotFoundError, Preprocessing, cache_dir
 
 # %% auto #0
 __all__ = ['MODELS', 'ModelSpec', 'register_model', 'get_spec', 'create_model', 'n_params', 'StudyCNN', 'GroupNormCNN', 'LeNet',
@@ -120,7 +120,7 @@ class FrozenBackboneClassifier(nn.Module):
     def forward(self, x): return self.head(self.features(x)).squeeze(-1)
 
 # %% ../nbs/01_models.ipynb #1441004b
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(DataNotFoundError):
     "Pretrained weights are not on this machine and cannot be downloaded."
 
 def weights_dir()->Path:
@@ -130,10 +130,16 @@ def weights_dir()->Path:
     return d
 
 def _load_state(path:Path)->dict:
-    if str(path).endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(str(path))
-    return torch.load(path, map_location='cpu', weights_only=True)
+    "The state dict in the weights file `path`; a damaged file raises `CorruptDataError` naming it."
+    try:
+        if str(path).endswith('.safetensors'):
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError: raise
+    except Exception as e:
+        raise CorruptDataError(f"Weights file {path} is damaged or not a weights file ({type(e).__name__}). "
+                               f"Delete it and put a good copy there (or pass weights='/path/to/good/file').") from e
 
 def reachable(host:str, port:int=443, timeout:float=3.)->bool:
     "Can this machine open a connection to `host`? (False at once where the name does not resolve.)"
@@ -151,7 +157,8 @@ def resolve_weights(name:str, # model name, for messages
                    )->dict:
     "The state dict of `name`'s pretrained weights from the first place that has them."
     if weights is not None:
-        if not Path(weights).exists(): raise WeightsNotFoundError(f"Weights file {weights} for {name} does not exist.")
+        if not Path(weights).exists(): raise WeightsNotFoundError(f"Weights file {weights} for {name} does not exist. "
+                                                         "Check the path, or use pretrained=False for an untrained backbone.")
         return _load_state(Path(weights))
     for c in (weights_dir()/filename, *extra):
         if c is not None and Path(c).exists(): return _load_state(Path(c))
@@ -160,8 +167,9 @@ def resolve_weights(name:str, # model name, for messages
     elif download is not None:
         try: return download()
         except Exception as e: err = e
+    why = (str(err).strip().splitlines() or [''])[0][:200]
     raise WeightsNotFoundError(
-        f"No pretrained weights for {name} on this machine and the download failed ({type(err).__name__}: {err}). "
+        f"No pretrained weights for {name} on this machine and the download failed ({type(err).__name__}: {why}). "
         f"Put the file {filename} in {weights_dir()} (or pass weights='/path/to/{filename}'), "
         f"or use pretrained=False for an untrained backbone.")
 

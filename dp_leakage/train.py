@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #2d27e638
 from __future__ import annotations
-import copy, difflib, hashlib, json, math, os, random, subprocess, sys, tempfile, time
+import copy, difflib, hashlib, json, math, numbers, random, time
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 
@@ -12,59 +12,97 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.script import call_parse
-from fastprogress.fastprogress import progress_bar
 from sklearn import metrics as skm
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .data import ImageDataset, atomic_write, cache_dir, data_root, hotdog_splits, project_dir
+from .data import CorruptDataError, ImageDataset, UserError, atomic_write, cache_dir, data_root, hotdog_splits
 from .features import atomic_save, embed_splits, items_fingerprint
 from .models import FrozenBackboneClassifier, WeightsNotFoundError, create_model, get_spec
-from .privacy import GRAD_SAMPLE_MODE, METHODS, MethodConfig, check_epsilon, make_method, recompute_epsilon
+from .privacy import ACCOUNTANTS, GRAD_SAMPLE_MODE, METHODS, MethodConfig, make_method
+from .records import check_device, command, config_diff, config_dict, config_id, labelled, read_json, run_name, write_json
 
 # %% auto #0
-__all__ = ['TRAIN_SETTINGS', 'METRICS', 'TrainConfig', 'decode_split', 'get_model', 'load_data', 'HeadOnFeatures',
-           'seed_everything', 'build_trainable', 'classification_metrics', 'predict', 'fit', 'write_json',
-           'train_model', 'run_training', 'train_cli', 'demo_training', 'dp_step_times', 'peak_memory',
-           'head_sweep_time', 'bench_cli']
+__all__ = ['TRAIN_SETTINGS', 'PDP_KAPPA', 'TRAIN_EPSILONS', 'GRAD_SAMPLE_MODES', 'METHOD_SETTINGS', 'METRICS', 'TrainConfig',
+           'make_train_method', 'decode_split', 'get_model', 'load_data', 'HeadOnFeatures', 'seed_everything',
+           'build_trainable', 'classification_metrics', 'predict', 'fit', 'train_model', 'stored_config',
+           'run_training', 'default_out', 'train_cli', 'demo_training']
+
+# %% ../nbs/11_train.ipynb #56f22abd
+TRAIN_SETTINGS = {'scratch': dict(epochs=5, batch_size=32, lr=1e-3, patience=3),
+                  'head': dict(epochs=30, batch_size=32, lr=1e-3, patience=5)}
+PDP_KAPPA = 1e-4
+TRAIN_EPSILONS = (1.0, 2.0, 4.0, 8.0, 25.0, 50.0)   # the DP-SGD targets of the study's grid (the grid, the audit)
+GRAD_SAMPLE_MODES = ('hooks', 'functorch', 'ew', 'ghost')   # Opacus' per-sample-gradient modes
 
 # %% ../nbs/11_train.ipynb #1f3f4e9f
+METHOD_SETTINGS = {'none': (), 'dpsgd': ('epsilon', 'delta', 'max_grad_norm', 'accountant', 'grad_sample_mode'),
+                   'pdp': ('kappa',)}   # the settings each method uses; the others are None in its config
+
+def _real(v)->bool: return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+def _int(v)->bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+_CHECKS = {   # setting -> (is the value allowed, what is allowed)
+    'epsilon': (lambda v: _real(v) and v > 0, "a finite number > 0 (e.g. 8)"),
+    'delta': (lambda v: _real(v) and 0 < v < 1, "a number in (0, 1) (e.g. 1e-5)"),
+    'max_grad_norm': (lambda v: _real(v) and v > 0, "a finite number > 0 (e.g. 1.2)"),
+    'accountant': (lambda v: v in ACCOUNTANTS, f"one of {', '.join(ACCOUNTANTS)}"),
+    'grad_sample_mode': (lambda v: v in GRAD_SAMPLE_MODES, f"one of {', '.join(GRAD_SAMPLE_MODES)}"),
+    'kappa': (lambda v: _real(v) and v >= 0, "a finite number >= 0 (e.g. 1e-4)"),
+    'epochs': (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    'batch_size': (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    'patience': (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    'lr': (lambda v: _real(v) and v > 0, "a finite number > 0 (e.g. 1e-3)"),
+    'seed': (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    'subset': (lambda v: _int(v) and v >= 2, "an integer >= 2, or None for all images")}
+
 @dataclass(frozen=True)
 class TrainConfig:
-    "Everything one training run depends on."
+    "Everything one training run depends on (its identity: see `records.config_dict`)."
     model: str = 'cnn_gn'          # a registered 'scratch' or 'head' model
     method: str = 'none'           # a key of `privacy.METHODS`
     epsilon: float|None = 8.0      # dpsgd: target epsilon for `epochs` epochs
-    delta: float = 1e-5            # dpsgd: target delta
-    max_grad_norm: float = 1.2     # dpsgd: clipping bound
-    accountant: str = 'prv'        # dpsgd: 'prv' or 'rdp'
-    eta: float = 0.1               # pdp: relative noise scale
-    sigma: float = 0.1             # pdp: noise standard deviation
-    epochs: int = 2                # maximum epochs (DP-SGD's noise is set for all of them)
-    batch_size: int = 32           # (expected) batch size
-    lr: float = 1e-3               # Adam learning rate
+    delta: float|None = 1e-5       # dpsgd: target delta
+    max_grad_norm: float|None = 1.2 # dpsgd: clipping bound
+    accountant: str|None = 'prv'   # dpsgd: 'prv' or 'rdp'
+    grad_sample_mode: str|None = GRAD_SAMPLE_MODE # dpsgd: Opacus per-sample-gradient mode
+    kappa: float|None = PDP_KAPPA  # pdp: penalty weight eta^2 sigma^2 (the study's eta = sigma = 0.1: 1e-4)
+    epochs: int|None = None        # maximum epochs, DP-SGD's noise is set for all of them (None: `TRAIN_SETTINGS`)
+    batch_size: int|None = None    # (expected) batch size (None: `TRAIN_SETTINGS`)
+    lr: float|None = None          # Adam learning rate (None: `TRAIN_SETTINGS`)
     seed: int = 0                  # seed of initialisation, sampling and noise
-    patience: int = 5              # epochs without validation improvement before stopping
-    grad_sample_mode: str = GRAD_SAMPLE_MODE # dpsgd: Opacus per-sample-gradient mode
-    data_root: str|None = None     # data root (default: $DP_LEAKAGE_DATA, else ./data)
+    patience: int|None = None      # epochs without validation improvement before stopping (None: `TRAIN_SETTINGS`)
+    data_root: str|None = None     # data root (None: $DP_LEAKAGE_DATA, else the project's data/; stored absolute)
     subset: int|None = None        # use only `subset` evenly spaced images of each split (quick tests)
+    device: str|None = None        # torch device: 'cpu', 'cuda' or 'cuda:N' (None: 'cuda' when available, else 'cpu'; stored resolved)
 
     def __post_init__(self):
-        spec = get_spec(self.model)
+        try: spec = get_spec(self.model)
+        except KeyError as e: raise UserError(str(e.args[0])) from None
         if spec.kind not in ('scratch', 'head'):
-            raise ValueError(f"Model {self.model!r} is a {spec.kind!r} model: train a 'scratch' or 'head' model")
+            raise UserError(f"Model {self.model!r} is a {spec.kind!r} model: train a 'scratch' or 'head' model")
         if self.method not in METHODS:
-            raise KeyError(f"Unknown privacy method {self.method!r}. Known methods: {', '.join(METHODS)}.")
-        if self.method == 'dpsgd': check_epsilon(self.epsilon)
-        for n in ('epochs', 'batch_size', 'patience'):
-            v = getattr(self, n)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{n} must be an integer >= 1, not {v!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0): raise ValueError(f"lr must be > 0, not {self.lr!r}")
-        if self.subset is not None and self.subset < 2: raise ValueError(f"subset must be >= 2 or None, not {self.subset!r}")
+            raise UserError(f"Unknown privacy method {self.method!r}. Known methods: {', '.join(METHODS)}.")
+        for k, v in TRAIN_SETTINGS[spec.kind].items():
+            if getattr(self, k) is None: object.__setattr__(self, k, v)
+        uses = METHOD_SETTINGS.get(self.method, tuple(k for k in _CHECKS if k in MethodConfig.__dataclass_fields__))
+        for k in uses:   # a setting the method uses and left out takes its default (epsilon must be given)
+            if getattr(self, k) is None and k != 'epsilon': object.__setattr__(self, k, self.__dataclass_fields__[k].default)
+        bad = [f"{k} must be {what}, not {getattr(self, k)!r}" for k, (ok, what) in _CHECKS.items()
+               if (getattr(self, k) is not None or k in uses) and not ok(getattr(self, k))]
+        if bad: raise UserError(f"Bad training setting{'s' if len(bad) > 1 else ''}: {'; '.join(bad)}.")
+        for k in ('epsilon', 'delta', 'max_grad_norm', 'accountant', 'grad_sample_mode', 'kappa'):
+            if k not in uses: object.__setattr__(self, k, None)   # checked, but not part of this run
+        for k in ('lr', 'kappa', 'epsilon', 'delta', 'max_grad_norm'):
+            if getattr(self, k) is not None: object.__setattr__(self, k, float(getattr(self, k)))
+        object.__setattr__(self, 'data_root', str(data_root(self.data_root)))
+        object.__setattr__(self, 'device', check_device(self.device))
 
     def method_config(self)->MethodConfig:
+        "The privacy method's settings (PDP's kappa as eta = sqrt(kappa), sigma = 1; `make_train_method` sets it exactly)."
+        pdp = dict(eta=math.sqrt(self.kappa), sigma=1.0) if self.kappa is not None else {}
         return MethodConfig(epsilon=self.epsilon, delta=self.delta, max_grad_norm=self.max_grad_norm,
-                            accountant=self.accountant, grad_sample_mode=self.grad_sample_mode, eta=self.eta, sigma=self.sigma)
+                            accountant=self.accountant, grad_sample_mode=self.grad_sample_mode, **pdp)
 
     @classmethod
     def from_params(cls, params:dict):
@@ -74,12 +112,14 @@ class TrainConfig:
         if bad:
             hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, names, 1)[0]!r}?)" if difflib.get_close_matches(k, names, 1)
                      else repr(k) for k in bad]
-            raise TypeError(f"Unknown training parameter(s) {', '.join(hints)}. Valid names: {', '.join(names)}.")
+            raise UserError(f"Unknown training parameter(s) {', '.join(hints)}. Valid names: {', '.join(names)}.")
         return cls(**params)
 
-# %% ../nbs/11_train.ipynb #56f22abd
-TRAIN_SETTINGS = {'scratch': dict(epochs=5, batch_size=32, lr=1e-3, patience=3),
-                  'head': dict(epochs=30, batch_size=32, lr=1e-3, patience=5)}
+def make_train_method(cfg:TrainConfig):
+    "A fresh privacy method for `cfg` (PDP with exactly `cfg.kappa`)."
+    m = make_method(cfg.method, cfg.method_config())
+    if cfg.method == 'pdp': m.kappa = cfg.kappa   # eta and sigma enter only as their product kappa
+    return m
 
 # %% ../nbs/11_train.ipynb #353d2ed9
 _DATA, _MODELS = {}, {}
@@ -95,10 +135,12 @@ def decode_split(model_name:str, items, cache=None)->tuple[torch.Tensor, torch.T
     key = hashlib.sha256(f"{repr(pre)}:{items_fingerprint(items)}".encode()).hexdigest()[:24]
     path = cache_dir(cache)/'tensors'/f"{model_name}-{key}.pt"
     if path.exists():
-        d = torch.load(path, weights_only=True)
-        return d['x'], d['y']
+        try:
+            d = torch.load(path, weights_only=True)
+            return d['x'], d['y']
+        except Exception: pass   # a damaged cache file (e.g. truncated) is made again
     ds = ImageDataset(items, pre)
-    xs, ys = zip(*(ds[i] for i in progress_bar(range(len(ds)), leave=False)))
+    xs, ys = zip(*(ds[i] for i in labelled(range(len(ds)), f'decoding {model_name} images', leave=False)))
     x, y = torch.stack(xs), torch.stack(ys)
     atomic_save(dict(x=x, y=y), path)
     return x, y
@@ -159,13 +201,17 @@ def classification_metrics(y_true, # labels 0/1
 
 @torch.no_grad()
 def predict(net:nn.Module, x:torch.Tensor, batch_size:int=256)->torch.Tensor:
-    "Probabilities of class 1 for inputs `x`."
-    was = net.training; net.eval()
-    p = torch.cat([torch.sigmoid(net(x[i:i+batch_size])) for i in range(0, len(x), batch_size)])
+    "Probabilities of class 1 for inputs `x` (computed on `net`'s device, returned on the CPU)."
+    was, dev = net.training, next(net.parameters()).device; net.eval()
+    p = torch.cat([torch.sigmoid(net(x[i:i+batch_size].to(dev))).cpu() for i in range(0, len(x), batch_size)])
     net.train(was)
     return p
 
 # %% ../nbs/11_train.ipynb #14425f94
+def _damaged(path, e)->CorruptDataError:
+    return CorruptDataError(f"{path} is damaged or not a checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:150]}): "
+                            "delete it, or rerun with --restart")
+
 def _val_loss(net, x, y):
     p = predict(net, x).clamp(1e-7, 1 - 1e-7)
     return float(nn.functional.binary_cross_entropy(p, y))
@@ -180,23 +226,29 @@ def fit(net:nn.Module, # the module to train (its trainable parameters)
         checkpoint_every:float=60. # seconds between checkpoints (also written when `stop_after` ends the call)
        )->dict:
     "Train `net` in place with early stopping; returns the training log."
-    g_sample, g_noise = torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 10_000)
-    x, y = data['train']
+    dev = torch.device(cfg.device)   # the model, the training data and the noise live there; the Poisson sampler draws on the CPU
+    g_sample, g_noise = torch.Generator().manual_seed(cfg.seed), torch.Generator(device=dev).manual_seed(cfg.seed + 10_000)
+    net.to(dev)
+    x, y = (t.to(dev) for t in data['train'])
     loader = DataLoader(TensorDataset(x, y), batch_size=cfg.batch_size, shuffle=True, generator=g_sample)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)
     model, opt, loader, crit = method.prepare(net, opt, loader, nn.BCEWithLogitsLoss(), epochs=cfg.epochs, generator=g_noise)
-    st = dict(epoch=0, best_loss=math.inf, best_epoch=0, best_state=copy.deepcopy(net.state_dict()), bad=0, history=[])
+    st = dict(epoch=0, step=0, best_loss=math.inf, best_epoch=0, best_state=copy.deepcopy(net.state_dict()), bad=0, history=[])
     if ckpt is not None and Path(ckpt).exists():
-        st = method.load_checkpoint(ckpt, model, opt)
+        try: st = method.load_checkpoint(ckpt, model, opt)
+        except Exception as e: raise _damaged(ckpt, e) from e
         g_sample.set_state(st.pop('g_sample')); g_noise.set_state(st.pop('g_noise'))
+        st.pop('config', None)
+        print(f"resumed from step {st.get('step', '?')} (epoch {st['epoch']}) of {ckpt}")
     start, saved = st['epoch'], time.monotonic()
     epochs = range(start, cfg.epochs)
-    for epoch in (progress_bar(epochs, leave=False) if progress else epochs):
+    for epoch in (labelled(epochs, f'{cfg.model} {cfg.method} epochs', leave=False) if progress else epochs):
         if st['bad'] >= cfg.patience: break
         if stop_after is not None and epoch - start >= stop_after: break
         net.train(); losses = []
         for xb, yb in loader:
             opt.zero_grad(set_to_none=True)
+            st['step'] += 1
             if len(xb) == 0: method.empty_step(opt); continue   # an empty Poisson batch: still a (noise-only) step
             loss = crit(model(xb), yb)
             extra = method.extra_loss()
@@ -210,7 +262,8 @@ def fit(net:nn.Module, # the module to train (its trainable parameters)
         st['epoch'] = epoch + 1
         last = stop_after is not None and epoch + 1 - start >= stop_after
         if ckpt is not None and (last or time.monotonic() - saved >= checkpoint_every):
-            method.save_checkpoint(ckpt, model, opt, extra={**st, 'g_sample': g_sample.get_state(), 'g_noise': g_noise.get_state()})
+            method.save_checkpoint(ckpt, model, opt, extra={**st, 'config': config_dict(cfg),
+                                                            'g_sample': g_sample.get_state(), 'g_noise': g_noise.get_state()})
             saved = time.monotonic()
     complete = stop_after is None or st['bad'] >= cfg.patience or st['epoch'] >= cfg.epochs
     net.load_state_dict(st['best_state'])
@@ -218,15 +271,6 @@ def fit(net:nn.Module, # the module to train (its trainable parameters)
                 history=st['history'], complete=complete)
 
 # %% ../nbs/11_train.ipynb #84d14735
-def _json_safe(v):
-    if isinstance(v, float) and not math.isfinite(v): return None
-    if isinstance(v, (np.floating, np.integer)): return _json_safe(v.item())
-    return v
-
-def write_json(obj:dict, path:str|Path):
-    "Write `obj` as JSON atomically (temporary file, then rename); non-finite floats become null."
-    atomic_write(path, lambda t: Path(t).write_text(json.dumps({k: _json_safe(v) for k, v in obj.items()}, indent=1)))
-
 def train_model(cfg:TrainConfig, # the run
                 ckpt:str|Path|None=None, # checkpoint file
                 stop_after:int|None=None, # stop after this many epochs (simulated interruption)
@@ -236,63 +280,103 @@ def train_model(cfg:TrainConfig, # the run
     t0 = time.time()
     data = load_data(cfg.model, cfg.data_root, cfg.subset)
     model, net = build_trainable(cfg)
-    method = make_method(cfg.method, cfg.method_config())
+    method = make_train_method(cfg)
     try: log = fit(net, data, method, cfg, ckpt=ckpt, stop_after=stop_after, progress=progress)
-    finally: method.cleanup()
+    finally:
+        if getattr(method, 'model', None) is not None: method.cleanup()   # a method that failed to prepare has nothing to undo
     metrics = classification_metrics(data['test'][1], predict(net, data['test'][0]))
     rec = dict(model=cfg.model, method=cfg.method, seed=cfg.seed, **method.accounting(), epochs=cfg.epochs,
                epochs_run=log['epochs_run'], best_epoch=log['best_epoch'], best_valid_loss=log['best_valid_loss'],
-               batch_size=cfg.batch_size, lr=cfg.lr, patience=cfg.patience,
-               eta=cfg.eta if cfg.method == 'pdp' else None, sigma=cfg.sigma if cfg.method == 'pdp' else None,
-               grad_sample_mode=cfg.grad_sample_mode if METHODS[cfg.method].private else None,
+               batch_size=cfg.batch_size, lr=cfg.lr, patience=cfg.patience, grad_sample_mode=cfg.grad_sample_mode, device=cfg.device,
                n_train=len(data['train'][1]), n_valid=len(data['valid'][1]), n_test=len(data['test'][1]),
-               **metrics, seconds=round(time.time() - t0, 2), complete=log['complete'], history=log['history'])
+               **metrics, seconds=round(time.time() - t0, 2), complete=log['complete'], history=log['history'],
+               config=config_dict(cfg), config_id=config_id(cfg))
     return rec, model
+
+def _cpu_if_unsaid(c):
+    "A training config stored before runs named their device ran on the CPU (nothing else could run then): say so."
+    before = {f.name for f in fields(TrainConfig)} - {'device'}
+    return {**c, 'device': 'cpu'} if isinstance(c, dict) and before <= set(c) and 'device' not in c else c
+
+def stored_config(out:str|Path)->tuple[str, dict|None]|None:
+    "What `out` holds: ('result' or 'checkpoint', its stored config), or None for an empty folder. Damaged files raise naming them."
+    out = Path(out)
+    if (out/'result.json').exists(): return 'result', _cpu_if_unsaid(read_json(out/'result.json').get('config'))
+    if (out/'checkpoint.pt').exists():
+        try: ck = torch.load(out/'checkpoint.pt', map_location='cpu', weights_only=False)
+        except Exception as e: raise _damaged(out/'checkpoint.pt', e) from e
+        if not isinstance(ck, dict): raise _damaged(out/'checkpoint.pt', TypeError(f"holds a {type(ck).__name__}"))
+        return 'checkpoint', _cpu_if_unsaid(ck.get('extra', {}).get('config'))
+    return None
 
 def run_training(cfg:TrainConfig, # the run
                  out:str|Path|None=None, # run folder: writes `result.json` (and keeps a checkpoint until then)
                  progress:bool=True, # show progress bars
-                 stop_after:int|None=None # stop after this many epochs without writing a result (tests)
+                 stop_after:int|None=None, # stop after this many epochs without writing a result (tests)
+                 restart:bool=False # discard what `out` holds (a result or checkpoint of any config) and train anew
                 )->dict:
-    "Train one configuration, write `out/result.json` atomically, return the record."
+    "Train one configuration, write `out/result.json` atomically, return the record. `out` is resumed only for the same config."
     ckpt = None
     if out is not None:
         out = Path(out); out.mkdir(parents=True, exist_ok=True); ckpt = out/'checkpoint.pt'
+        if restart:
+            for f in ('result.json', 'checkpoint.pt', 'failed.json'): (out/f).unlink(missing_ok=True)
+        held = stored_config(out)
+        if held is not None:
+            diff = config_diff(held[1], cfg)
+            if diff:
+                raise UserError(f"{out} holds a {held[0]} of another configuration ({diff}): choose another --out "
+                                "(the default folder is named after the config), or pass --restart to replace it")
+            if held[0] == 'result': return read_json(out/'result.json')   # this very run is complete
     rec, _ = train_model(cfg, ckpt=ckpt, stop_after=stop_after, progress=progress)
     if out is not None and rec['complete']:
         write_json(rec, out/'result.json')
         ckpt.unlink(missing_ok=True)
     return rec
 
+
 # %% ../nbs/11_train.ipynb #331fb193
 def _fmt(rec:dict)->str:
-    keys = ('model', 'method', 'seed', 'epsilon_target', 'epsilon_spent', 'noise_multiplier', 'steps', 'epochs_run', *METRICS, 'seconds')
-    return '\n'.join(f"{k}: {rec.get(k)}" if not isinstance(rec.get(k), float) else f"{k}: {rec[k]:.4f}" for k in keys)
+    keys = ('model', 'method', 'seed', 'epsilon_target', 'epsilon_spent', 'noise_multiplier', 'kappa', 'steps', 'epochs_run', *METRICS, 'seconds')
+    return '\n'.join(f"{k}: {rec.get(k)}" if not isinstance(rec.get(k), float) else f"{k}: {rec[k]:.4g}" for k in keys)
+
+def default_out(cfg:TrainConfig)->Path:
+    "The CLI's run folder for `cfg`: runs/_cli/train/NAME-ID (readable name, hash of the whole config); never a folder the analysis reads."
+    return Path('runs')/'_cli'/'train'/f"{run_name(asdict(cfg))}-{config_id(cfg)}"
 
 @call_parse
+@command
 def train_cli(model:str='cnn_gn', # a registered 'scratch' or 'head' model
               method:str='none', # 'none', 'dpsgd' or 'pdp'
               epsilon:float=8.0, # dpsgd: target epsilon
               delta:float=1e-5, # dpsgd: delta
               max_grad_norm:float=1.2, # dpsgd: clipping bound
               accountant:str='prv', # dpsgd: 'prv' or 'rdp'
-              eta:float=0.1, # pdp: relative noise scale
-              sigma:float=0.1, # pdp: noise standard deviation
-              epochs:int=2, # maximum epochs
-              batch_size:int=32, # (expected) batch size
-              lr:float=1e-3, # Adam learning rate
-              seed:int=0, # seed
-              patience:int=5, # early-stopping patience (epochs)
-              grad_sample_mode:str=GRAD_SAMPLE_MODE, # dpsgd: Opacus per-sample-gradient mode
-              data_root:str=None, # data root (default: $DP_LEAKAGE_DATA, else ./data)
-              out:str='runs/train/cli' # run folder for result.json
+              grad_sample_mode:str=GRAD_SAMPLE_MODE, # dpsgd: Opacus per-sample-gradient mode (hooks, functorch, ew, ghost)
+              kappa:float=PDP_KAPPA, # pdp: penalty weight eta^2 sigma^2 (default: the study's eta = sigma = 0.1)
+              epochs:int=None, # maximum epochs (default: the training grid's, 5 for scratch models, 30 for heads)
+              batch_size:int=None, # (expected) batch size (default: the grid's, 32)
+              lr:float=None, # Adam learning rate (default: the grid's, 1e-3)
+              seed:int=0, # seed of initialisation, sampling and noise
+              patience:int=None, # early-stopping patience in epochs (default: the grid's, 3 for scratch models, 5 for heads)
+              subset:int=None, # use only SUBSET evenly spaced images of each split (quick checks, not the study)
+              data_root:str=None, # data root (default: $DP_LEAKAGE_DATA, else the project's data/)
+              device:str=None, # torch device: 'cpu', 'cuda' or 'cuda:N' (default: 'cuda' when available, else 'cpu')
+              out:str=None, # run folder (default: runs/_cli/train/NAME-ID, named after the settings and a hash of the whole config)
+              restart:bool=False, # discard what OUT holds (a result or checkpoint) and train anew
+              threads:int=None, # torch intra-op threads (default: what suits the machine)
+              debug:bool=False # show tracebacks of errors
              ):
-    "Train one configuration and write OUT/result.json."
+    "Train one configuration (the training grid's settings unless given) and write OUT/result.json."
     cfg = TrainConfig(model=model, method=method, epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm, accountant=accountant,
-                      eta=eta, sigma=sigma, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience,
-                      grad_sample_mode=grad_sample_mode, data_root=data_root)
-    rec = run_training(cfg, out)
-    print(_fmt(rec)); print(f"wrote {Path(out)/'result.json'}")
+                      grad_sample_mode=grad_sample_mode, kappa=kappa, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                      patience=patience, subset=subset, data_root=data_root, device=device)
+    out = Path(out) if out else default_out(cfg)
+    held = None if restart else stored_config(out)
+    if held and held[0] == 'result' and not config_diff(held[1], cfg):
+        print(f"{out} already holds this run, complete (--restart trains it again):")
+    rec = run_training(cfg, out, restart=restart)
+    print(_fmt(rec)); print(f"wrote {out/'result.json'}")
 
 # %% ../nbs/11_train.ipynb #2fe8b67c
 def demo_training(root=None, # data root
@@ -304,143 +388,8 @@ def demo_training(root=None, # data root
     "Train each model with each method (seed 0) and return the table of test metrics."
     rows = []
     todo = [(m, meth, eps) for m in models for meth, eps in runs]
-    for m, meth, eps in (progress_bar(todo) if progress else todo):
+    for m, meth, eps in (labelled(todo, 'training runs') if progress else todo):
         kw = {**TRAIN_SETTINGS[get_spec(m).kind], **overrides}
         rec, _ = train_model(TrainConfig(model=m, method=meth, epsilon=eps, seed=0, data_root=root, **kw), progress=False)
         rows.append({k: rec[k] for k in ('model', 'method', 'epsilon_target', 'epsilon_spent', 'epochs_run', *METRICS, 'seconds')})
     return pd.DataFrame(rows)
-
-# %% ../nbs/11_train.ipynb #830eb564
-def _step_fn(model_name, mode, batch_size, noise, seed=0, lr=1e-3, sgd=False):
-    "A function doing one training step of `model_name` (private if `mode` is not None) on a fixed batch, and the net."
-    from opacus import PrivacyEngine
-    torch.manual_seed(seed)
-    net = create_model(model_name)
-    size = get_spec(model_name).pre.size
-    x, y = torch.randn(batch_size, 3, size, size), (torch.arange(batch_size) % 2).float()
-    opt = torch.optim.SGD(net.parameters(), lr=lr) if sgd else torch.optim.Adam(net.parameters(), lr=lr)
-    crit = nn.BCEWithLogitsLoss()
-    model = net
-    if mode is not None:
-        dl = DataLoader(TensorDataset(x, y), batch_size=batch_size)
-        out = PrivacyEngine(accountant='prv').make_private(module=net, optimizer=opt, data_loader=dl, criterion=crit, noise_multiplier=noise,
-                                                           max_grad_norm=1.2, poisson_sampling=False, grad_sample_mode=mode)
-        model, opt = out[0], out[1]
-        if mode == 'ghost': crit = out[2]
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = crit(model(x), y)
-        loss.backward(); opt.step()
-    return step, net
-
-def dp_step_times(model_name:str='cnn_gn', batch_size:int=32, steps:int=10, modes=('hooks', 'functorch', 'ew', 'ghost'))->dict:
-    "Seconds per step without privacy and per DP-SGD mode (None: the mode failed or was incorrect), and the reasons."
-    import warnings
-    def timed(step):
-        step(); step()                                   # warm up
-        t0 = time.perf_counter()
-        for _ in range(steps): step()
-        return (time.perf_counter() - t0) / steps
-    res, why = {'none': timed(_step_fn(model_name, None, batch_size, 0.)[0])}, {}
-    ref = None
-    for mode in modes:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                step, net = _step_fn(model_name, mode, batch_size, 0., sgd=True, lr=1.0)
-                step(); w = torch.cat([p.detach().flatten() for p in net.parameters()])
-                if ref is None: ref = w
-                if not torch.allclose(w, ref, atol=1e-4): raise AssertionError(f"{mode} moves the weights differently from hooks")
-                res[mode] = timed(_step_fn(model_name, mode, batch_size, 1.0)[0])
-        except Exception as e:
-            res[mode], why[mode] = None, f"{type(e).__name__}: {str(e)[:150]}"
-    return dict(times=res, errors=why)
-
-# %% ../nbs/11_train.ipynb #5d3dff61
-_MEM_PROBE = r"""
-import json, sys, time, torch
-from dp_leakage.train import TrainConfig, load_data, build_trainable, fit
-from dp_leakage.privacy import make_method
-import dp_leakage.privacy as P
-P.noise_multiplier_for = lambda *a, **k: 1.0   # the noise level does not change memory; skip the search
-cfg = TrainConfig(model=sys.argv[1], method=sys.argv[2], epsilon=8.0, epochs=1, batch_size=int(sys.argv[3]), subset=int(sys.argv[4]))
-data = load_data(cfg.model, subset=cfg.subset)
-_, net = build_trainable(cfg)
-def status(k): return int([l for l in open('/proc/self/status') if l.startswith(k)][0].split()[1]) * 1024
-try: open('/proc/self/clear_refs', 'w').write('5'); reset = True
-except OSError: reset = False
-base = status('VmRSS')
-fit(net, data, make_method(cfg.method, cfg.method_config()), cfg, progress=False)
-print(json.dumps(dict(base=base, peak=status('VmHWM'), reset=reset)))
-"""
-
-def peak_memory(model_name:str='cnn_gn', method:str='none', batch_size:int=32, subset:int=96)->dict:
-    "Resident memory (bytes) at the start of training and its peak during training, measured in a fresh subprocess."
-    r = subprocess.run([sys.executable, '-c', _MEM_PROBE, model_name, method, str(batch_size), str(subset)],
-                       capture_output=True, text=True, cwd=project_dir())
-    if r.returncode: raise RuntimeError(f"The memory probe failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-# %% ../nbs/11_train.ipynb #7722a03f
-def head_sweep_time(model_name:str='efficientnet_lite0', seeds=range(5), subset:int|None=None)->dict:
-    "Seconds of one feature extraction, the noise-multiplier searches and the head sweep of `model_name` (inline engine, cold caches)."
-    from dp_leakage.sweep import run_grid, train_grid
-    from dp_leakage.privacy import _spent_memo, noise_multiplier_for
-    old = os.environ.get('DP_LEAKAGE_CACHE')
-    with tempfile.TemporaryDirectory() as d:
-        os.environ['DP_LEAKAGE_CACHE'] = d
-        try:
-            clf = get_model(model_name)
-            _DATA.clear(); noise_multiplier_for.cache_clear(); _spent_memo.cache_clear()
-            splits = {k: _pick(v, subset) for k, v in hotdog_splits(verify=False).items()}
-            t0 = time.perf_counter(); embed_splits(model_name, splits, model=clf); t_extract = time.perf_counter() - t0
-            _DATA.clear()
-            runs = [{**p, 'subset': subset} for p in train_grid(models=(model_name,), seeds=seeds)]
-            t0 = time.perf_counter()
-            for p in runs:   # the searches the sweep would do in its first runs, timed on their own (same cache keys)
-                c = TrainConfig.from_params(p)
-                if c.method == 'dpsgd':
-                    noise_multiplier_for(c.epsilon, c.delta, 1 / math.ceil(len(splits['train']) / c.batch_size), c.epochs, c.accountant)
-            t_search = time.perf_counter() - t0
-            t0 = time.perf_counter(); s = run_grid('train', runs, out=Path(d)/'runs', engine='inline', progress=False, log=None)
-            t_runs = time.perf_counter() - t0
-        finally:
-            if old is None: os.environ.pop('DP_LEAKAGE_CACHE', None)
-            else: os.environ['DP_LEAKAGE_CACHE'] = old
-            _DATA.clear()
-    return dict(extract=t_extract, search=t_search, runs=t_runs, n_runs=len(s['ran']), failed=s['failed'],
-                ratio=(t_extract + t_search + t_runs) / t_extract, ratio_searches_cached=(t_extract + t_runs) / t_extract)
-
-# %% ../nbs/11_train.ipynb #daff5824
-@call_parse
-def bench_cli(model:str='cnn_gn', # scratch model for the step-time and memory figures
-              backbone:str='efficientnet_lite0', # backbone of the head sweep
-              batch_size:int=32, # batch size (the study's)
-              steps:int=10, # timed steps per mode
-              seeds:int=5, # seeds of the head sweep
-              threads:int=None # torch threads (default: torch's)
-             ):
-    "Print training benchmarks: details, then `dpsgd_step_ratio`, `head_sweep_ratio`, `dpsgd_memory_ratio`."
-    if threads: torch.set_num_threads(threads)
-    r = dp_step_times(model, batch_size, steps)
-    t = r['times']
-    print(f"{model} step time at batch {batch_size} ({torch.get_num_threads()} threads): non-private {t['none']*1000:.1f} ms")
-    for k, v in t.items():
-        if k == 'none': continue
-        print(f"  DP-SGD {k:9s}: " + (f"{v*1000:.1f} ms ({v/t['none']:.2f}x)" if v is not None else f"not usable ({r['errors'][k]})"))
-    ok = {k: v for k, v in t.items() if k != 'none' and v is not None}
-    best = min(ok, key=ok.get)
-    print(f"  fastest correct mode: {best} (the default grad_sample_mode is {TrainConfig().grad_sample_mode!r})")
-    hs = head_sweep_time(backbone, range(seeds))
-    print(f"{backbone} head sweep: feature extraction {hs['extract']:.1f}s, noise-multiplier searches {hs['search']:.1f}s, "
-          f"{hs['n_runs']} runs {hs['runs']:.1f}s, failed: {len(hs['failed'])}")
-    print(f"  ratio with the noise multipliers already cached (a later backbone: same data, batch size and epochs): "
-          f"{hs['ratio_searches_cached']:.2f}")
-    mem = {m: peak_memory(model, m, batch_size) for m in ('none', 'dpsgd')}
-    for m, v in mem.items():
-        print(f"{model} {m} training: resident {v['base']/2**20:.0f} MiB at start, peak {v['peak']/2**20:.0f} MiB "
-              f"(+{(v['peak']-v['base'])/2**20:.0f} MiB; peak reset: {v['reset']})")
-    inc = {m: max(v['peak'] - v['base'], 1) for m, v in mem.items()}
-    print(f"dpsgd_step_ratio: {ok[best]/t['none']:.2f}")
-    print(f"head_sweep_ratio: {hs['ratio']:.2f}")
-    print(f"dpsgd_memory_ratio: {inc['dpsgd']/inc['none']:.2f}")
