@@ -17,12 +17,12 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.nn import functional as F
 
-from .data import atomic_write, atomic_write_text, cache_dir, registrar
+from .data import UserError, atomic_write, atomic_write_text, cache_dir, registrar
 
 # %% auto #0
 __all__ = ['PDP_LAYERS', 'register_pdp_layer', 'ACCOUNTANTS', 'GRAD_SAMPLE_MODE', 'METHODS', 'pdp_kappa', 'PDPRegulariser',
-           'MethodConfig', 'check_epsilon', 'register_method', 'make_method', 'Method', 'NoPrivacy', 'PDP',
-           'noise_multiplier_for', 'recompute_epsilon', 'DPSGD']
+           'MethodConfig', 'PrivacySettingError', 'check_epsilon', 'register_method', 'make_method', 'Method',
+           'NoPrivacy', 'PDP', 'search_noise_multiplier', 'noise_multiplier_for', 'recompute_epsilon', 'DPSGD']
 
 # %% ../nbs/10_privacy.ipynb #8d696a72
 def pdp_kappa(eta:float=0.1, # relative scale of the parameter noise
@@ -101,10 +101,13 @@ class MethodConfig:
     sigma: float = 0.1             # pdp: noise standard deviation
 
 # %% ../nbs/10_privacy.ipynb #e6893205
+class PrivacySettingError(UserError, ValueError):
+    "A privacy setting is out of range (a `UserError` with a one-line message; also a `ValueError` for callers that catch those)."
+
 def check_epsilon(epsilon)->float:
-    "`epsilon` as a float if it is a finite number > 0, else a clear error."
+    "`epsilon` as a float if it is a finite number > 0, else a `PrivacySettingError` naming the fix."
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not math.isfinite(epsilon) or epsilon <= 0:
-        raise ValueError(f"DP-SGD needs epsilon to be a finite number > 0 (e.g. 8.0), not {epsilon!r}. "
+        raise PrivacySettingError(f"DP-SGD needs epsilon to be a finite number > 0 (e.g. 8.0), not {epsilon!r}. "
                          "For training without privacy use method='none'.")
     return float(epsilon)
 
@@ -169,21 +172,67 @@ class PDP(Method):
         return super().prepare(model, optimizer, loader, criterion, epochs=epochs, generator=generator)
     def extra_loss(self): return self.reg.penalty('mean')
     def accounting(self): return {**super().accounting(), 'kappa': self.kappa}
-    def cleanup(self): self.reg.remove()
+    def cleanup(self):
+        if hasattr(self, 'reg'): self.reg.remove()
+
+# %% ../nbs/10_privacy.ipynb #ce3456ad
+def search_noise_multiplier(epsilon:float, # target epsilon
+                            delta:float, # target delta
+                            sample_rate:float, # Poisson sampling rate q
+                            steps:int, # steps of the mechanism
+                            accountant:str='prv', # Opacus accountant: 'prv' or 'rdp'
+                            tol:float=0.01, # accept epsilon in [epsilon - tol, epsilon] (Opacus' rule)
+                            max_sigma:float=5000. # give up above this noise multiplier
+                           )->tuple[float, int]:
+    "Noise multiplier whose Opacus epsilon lies in [`epsilon` - `tol`, `epsilon`], and how many epsilons it computed."
+    acc, n = create_accountant(mechanism=accountant), 0
+    def eps(s):
+        nonlocal n; n += 1
+        acc.history = [(s, sample_rate, steps)]
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='Optimal order is the (largest|smallest) alpha')
+            return float(acc.get_epsilon(delta))
+    s, e = 1., eps(1.)
+    lo = hi = None
+    while e > epsilon:                 # too little noise: double until the budget holds
+        lo, e_lo = s, e
+        s *= 2
+        if s > max_sigma: raise ValueError(f"The privacy budget is too low: epsilon {epsilon} needs a noise multiplier above {max_sigma}.")
+        e = eps(s)
+    hi, e_hi = s, e
+    while lo is None:                  # the budget holds at sigma = 1: halve until it does not
+        s /= 2
+        e = eps(s)
+        if e > epsilon: lo, e_lo = s, e
+        else: hi, e_hi = s, e
+    aim, w_lo, w_hi, side = math.log(epsilon - tol / 2), 1., 1., 0
+    while epsilon - e_hi > tol:        # regula falsi on log epsilon against log sigma (Illinois), aiming inside the window
+        f_lo, f_hi = (math.log(e_lo) - aim) * w_lo, (math.log(e_hi) - aim) * w_hi
+        x_lo, x_hi = math.log(lo), math.log(hi)
+        x = x_hi - f_hi * (x_hi - x_lo) / (f_hi - f_lo)
+        x = min(max(x, x_lo + 1e-3 * (x_hi - x_lo)), x_hi - 1e-3 * (x_hi - x_lo))
+        s = math.exp(x); e = eps(s)
+        if e <= epsilon:
+            hi, e_hi, w_hi = s, e, 1.
+            w_lo, side = (w_lo / 2, side) if side == 1 else (1., 1)
+        else:
+            lo, e_lo, w_lo = s, e, 1.
+            w_hi, side = (w_hi / 2, side) if side == -1 else (1., -1)
+        if n > 200: raise RuntimeError(f"The noise-multiplier search did not converge (epsilon {epsilon}, q {sample_rate}, {steps} steps).")
+    return hi, n
 
 # %% ../nbs/10_privacy.ipynb #ab452756
 @lru_cache(maxsize=256)
 def noise_multiplier_for(epsilon:float, delta:float, sample_rate:float, epochs:int|None=None, accountant:str='prv',
                          steps:int|None=None)->float:
-    "Opacus' noise multiplier reaching (`epsilon`, `delta`) after `epochs` epochs or `steps` steps at `sample_rate` (cached)."
+    "The noise multiplier reaching (`epsilon`, `delta`) after `epochs` epochs or `steps` steps at `sample_rate` (Opacus accountant; cached)."
     if (epochs is None) == (steps is None): raise ValueError("noise_multiplier_for needs either epochs or steps (not both)")
     steps = int(epochs / sample_rate) if steps is None else int(steps)   # Opacus' own conversion of epochs to steps
-    key = json.dumps([opacus.__version__, accountant, float(epsilon), float(delta), float(sample_rate), 'steps', steps])
+    key = json.dumps([opacus.__version__, 'search2', accountant, float(epsilon), float(delta), float(sample_rate), 'steps', steps])
     path = cache_dir()/'noise_multipliers.json'
     known = json.loads(path.read_text()) if path.exists() else {}
     if key not in known:
-        known[key] = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps,
-                                          accountant=accountant)
+        known[key] = search_noise_multiplier(epsilon, delta, sample_rate, steps, accountant)[0]
         latest = json.loads(path.read_text()) if path.exists() else {}   # another process may have added some
         atomic_write_text(path, json.dumps({**latest, key: known[key]}, indent=0))
     return float(known[key])
@@ -204,9 +253,9 @@ class DPSGD(Method):
         super().__init__(config)
         self.epsilon = check_epsilon(config.epsilon)
         if config.accountant not in ACCOUNTANTS:
-            raise ValueError(f"Unknown accountant {config.accountant!r}: use one of {ACCOUNTANTS}")
-        if not 0 < config.delta < 1: raise ValueError(f"delta must be in (0, 1), not {config.delta!r}")
-        if not config.max_grad_norm > 0: raise ValueError(f"max_grad_norm must be > 0, not {config.max_grad_norm!r}")
+            raise PrivacySettingError(f"Unknown accountant {config.accountant!r}: use one of {ACCOUNTANTS}")
+        if not 0 < config.delta < 1: raise PrivacySettingError(f"delta must be in (0, 1), e.g. 1e-5, not {config.delta!r}")
+        if not config.max_grad_norm > 0: raise PrivacySettingError(f"max_grad_norm must be > 0, e.g. 1.2, not {config.max_grad_norm!r}")
         self.engine = PrivacyEngine(accountant=config.accountant)
 
     def prepare(self, model, optimizer, loader, criterion, *, epochs, generator=None):
@@ -253,5 +302,6 @@ class DPSGD(Method):
         return self.engine.load_checkpoint(path=path, module=getattr(model, '_module', model), optimizer=optimizer)['extra']
 
     def cleanup(self):
-        "Remove Opacus' hooks and per-sample attributes (the wrapped module is a plain module again)."
-        if hasattr(self.model, 'cleanup'): self.model.cleanup()
+        "Remove Opacus' hooks and per-sample attributes (the wrapped module is a plain module again); a no-op before `prepare`."
+        m = getattr(self, 'model', None)
+        if hasattr(m, 'cleanup'): m.cleanup()
