@@ -15,15 +15,17 @@ import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
 
-from .attack import ATTACK_FIGURES, attack_figures
-from .data import atomic_write_text, save_figure
+from .attack import ATTACK_FIGURES, RECORD_VERSION, attack_figures
+from .data import UserError, atomic_write_text, save_figure
+from .records import command
 from .sweep import mean_ci
 
 # %% auto #0
-__all__ = ['STUDY', 'PUBLISHED_ATTACK', 'METRICS', 'LABELS', 'METHOD_ORDER', 'METHOD_LABELS', 'ATTACK_KEYS', 'STOPPED',
-           'SUCCEEDS', 'START', 'END', 'published_table', 'load_records', 'has_records', 'classification_table',
-           'format_table', 'to_markdown', 'attack_label', 'attack_table', 'format_attacks', 'tradeoff_figure',
-           'reading', 'Analysis', 'analyse', 'headline', 'update_readme', 'results_cli']
+__all__ = ['STUDY', 'PUBLISHED_ATTACK', 'METRICS', 'LABELS', 'METHOD_ORDER', 'METHOD_LABELS', 'STUDY_KAPPA', 'ATTACK_KEYS',
+           'LEVEL', 'BLOCKS', 'published_table', 'method_label', 'load_records', 'has_records', 'classification_table',
+           'format_table', 'to_markdown', 'bootstrap_ci', 'attack_label', 'verdict', 'attack_table', 'format_attacks',
+           'tradeoff_figure', 'transition_figure', 'breakdown_table', 'format_breakdown', 'reading', 'Analysis',
+           'analyse', 'markers', 'other_blocks', 'readme_blocks', 'update_readme', 'results_cli']
 
 # %% ../nbs/50_analysis.ipynb #75f8da91
 STUDY = ('Differential Privacy: Gradient Leakage Attacks in Federated Learning Environments, arXiv 2510.23931 '
@@ -62,22 +64,34 @@ def published_table()->pd.DataFrame:
     return df
 
 # %% ../nbs/50_analysis.ipynb #8c0a053b
+STUDY_KAPPA = 1e-4   # eta = sigma = 0.1 in the study
+
+def method_label(method:str, kappa=None)->str:
+    "A method's name in tables: 'DP-SGD', 'PDP κ=0.0001', ..."
+    k = '' if method != 'pdp' or kappa is None or pd.isna(kappa) else f" κ={kappa:g}"
+    return METHOD_LABELS.get(method, method) + k
+
 def _eps_key(method, eps)->float:
     "Epsilon as a grouping key: inf without privacy, NaN for methods without a guarantee (PDP)."
     if method == 'none': return math.inf
     return float(eps) if eps is not None and not (isinstance(eps, float) and math.isnan(eps)) else math.nan
 
+def _counted(rel:Path)->bool:
+    "Is a record at `rel` (relative to the run folder) a grid run? Folders whose name starts with `_` (the demo's, the tests', the command line's) are not."
+    return not any(part.startswith('_') for part in rel.parts)
+
 def load_records(runs:str|Path # a run folder (searched recursively for result.json)
                 )->dict[str, pd.DataFrame]:
-    "`{'train': DataFrame, 'attack': DataFrame}` of every complete run under `runs` (one row per result.json)."
+    "`{'train': DataFrame, 'attack': DataFrame}` of every complete grid run under `runs` (one row per result.json; folders starting with `_` and attack records of another `RECORD_VERSION` left out)."
     runs = Path(runs)
     rows = dict(train=[], attack=[])
     for f in sorted(runs.rglob('result.json')):
         rel = f.parent.relative_to(runs)
         kind = rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in rows else None
-        if kind is None: continue  # other experiments (e.g. runs/federated) have their own analysis
+        if kind is None or not _counted(rel): continue  # other experiments (e.g. runs/federated) have their own analysis
         rec = json.loads(f.read_text())
         if not {'train': {'method', 'accuracy'}, 'attack': {'attack', 'ssim'}}[kind] <= set(rec): continue
+        if kind == 'attack' and rec.get('record_version') != RECORD_VERSION: continue  # old records are other runs
         rec['run'], rec['folder'] = f.parent.relative_to(runs).as_posix(), str(f.parent)
         rows[kind].append(rec)
     out = {k: pd.DataFrame(v) for k, v in rows.items()}
@@ -102,7 +116,7 @@ def _order(df, cols):
     except Exception: morder = {}
     key = lambda s: (s.map(lambda m: morder.get(m, len(morder))) if s.name == 'model' else
                      s.map(lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 9) if s.name in ('method', 'defence') else
-                     s.fillna(-1) if s.name == 'eps' else s)
+                     s.fillna(-1) if s.name in ('eps', 'kappa') else s)
     return df.sort_values(cols, key=key).reset_index(drop=True)
 
 def classification_table(train:pd.DataFrame, # training records (`load_records(runs)['train']`)
@@ -111,16 +125,19 @@ def classification_table(train:pd.DataFrame, # training records (`load_records(r
     "Per (model, method, eps): seeds, epsilon spent, and `metric`, `metric_lo`, `metric_hi`, `metric_study` per metric."
     pub = published_table()
     rows = []
-    for (model, method, eps), g in train.groupby(['model', 'method', 'eps'], dropna=False):
-        r = dict(model=model, method=method, eps=eps, seeds=int(g['seed'].nunique()), runs=len(g))
+    train = train.assign(kappa=train['kappa'].where(train['method'] == 'pdp') if 'kappa' in train else math.nan)
+    for (model, method, eps, kappa), g in train.groupby(['model', 'method', 'eps', 'kappa'], dropna=False):
+        r = dict(model=model, method=method, eps=eps, kappa=kappa, seeds=int(g['seed'].nunique()), runs=len(g))
         spent = g['epsilon_spent'].dropna() if 'epsilon_spent' in g else []
         r['epsilon_spent'] = float(np.mean(spent)) if len(spent) else (math.inf if method == 'none' else math.nan)
-        p = pub[(pub.model == model) & (pub.method == method) & ((pub.epsilon == eps) | (pub.epsilon.isna() & (method != 'dpsgd')))]
+        study_kappa = method != 'pdp' or pd.isna(kappa) or math.isclose(kappa, STUDY_KAPPA)   # the study's PDP row is its kappa's
+        p = pub[(pub.model == model) & (pub.method == method) & ((pub.epsilon == eps) | (pub.epsilon.isna() & (method != 'dpsgd')))
+                & study_kappa]
         for k in METRICS:
             r[k], r[f'{k}_lo'], r[f'{k}_hi'] = mean_ci(g[k], level)
             r[f'{k}_study'] = float(p[k].iloc[0]) if len(p) else math.nan
         rows.append(r)
-    return _order(pd.DataFrame(rows), ['model', 'method', 'eps']) if rows else pd.DataFrame()
+    return _order(pd.DataFrame(rows), ['model', 'method', 'eps', 'kappa']) if rows else pd.DataFrame()
 
 # %% ../nbs/50_analysis.ipynb #d7184e10
 def _fmt_eps(e)->str:
@@ -140,7 +157,7 @@ def format_table(tab:pd.DataFrame, # `classification_table`
                  metrics=METRICS # which metrics to show
                 )->pd.DataFrame:
     "The table as text cells in the study's layout (Model, Method, eps, then the metrics)."
-    out = pd.DataFrame({'Model': tab['model'], 'Method': tab['method'].map(lambda m: METHOD_LABELS.get(m, m)),
+    out = pd.DataFrame({'Model': tab['model'], 'Method': [method_label(m, k) for m, k in zip(tab['method'], tab.get('kappa', [None] * len(tab)))],
                         'ε target': tab['eps'].map(_fmt_eps), 'ε spent': tab['epsilon_spent'].map(_fmt_eps),
                         'seeds': tab['seeds']})
     for k in metrics:
@@ -156,60 +173,105 @@ def to_markdown(df:pd.DataFrame)->str:
 
 # %% ../nbs/50_analysis.ipynb #08673a19
 METHOD_LABELS['clip'] = 'clipping'
-ATTACK_KEYS = ('attack', 'defence', 'eps', 'noise_multiplier', 'batch_size')
+ATTACK_KEYS = ('attack', 'victim', 'model_state', 'batch_size', 'defence', 'eps', 'noise_multiplier', 'kappa')
+LEVEL = 0.95
 
 def _flat(values)->np.ndarray:
     "All numbers in `values`, whose items are numbers or lists of numbers (one per image)."
     out = []
     for v in values:
         if isinstance(v, (list, tuple, np.ndarray)): out += [float(x) for x in v if x is not None]
-        elif v is not None: out.append(float(v))
+        elif v is not None and not (isinstance(v, float) and math.isnan(v)): out.append(float(v))
     return np.array(out, dtype=float)
 
 def _keys(df:pd.DataFrame)->list[str]: return [k for k in ATTACK_KEYS if k in df.columns]
+
+def bootstrap_ci(x, stat=np.median, level:float=LEVEL, resamples:int=2000, seed:int=0)->tuple[float, float, float]:
+    "`stat` of `x` and its percentile bootstrap interval (scipy.stats.bootstrap, seeded); (v, nan, nan) for fewer than 2 values."
+    from scipy.stats import bootstrap
+    x = np.asarray(x, dtype=float); x = x[~np.isnan(x)]
+    if len(x) == 0: return math.nan, math.nan, math.nan
+    v = float(stat(x))
+    if len(x) < 2: return v, math.nan, math.nan
+    if np.all(x == x[0]): return v, v, v   # no spread to resample
+    r = bootstrap((x,), stat, confidence_level=level, n_resamples=resamples, method='percentile', vectorized=False,
+                  random_state=np.random.default_rng(seed))
+    return v, float(r.confidence_interval.low), float(r.confidence_interval.high)
 
 def _dp_by_noise(r)->bool:
     "DP-SGD given by its noise multiplier (no epsilon): not on the epsilon axis."
     return r.get('defence') == 'dpsgd' and not np.isfinite(r.get('eps', math.nan))
 
+def _victim(r)->str:
+    v, m = r.get('victim', 'lenet'), r.get('model_state', 0)
+    v = 'lenet' if v is None or (isinstance(v, float) and math.isnan(v)) else v
+    return v + (f" trained {int(m)} ep." if m is not None and not pd.isna(m) and int(m) > 0 else '')
+
 def attack_label(r, with_attack:bool=True)->str:
-    "A short name of an attack setting: 'dlg, DP-SGD ε=8, B=4'."
+    "A short name of an attack setting: 'dlg, DP-SGD ε=8, B=4' (σ for DP-SGD given by its noise, κ for PDP)."
     s = (f"{r['attack']}, " if with_attack else '') + METHOD_LABELS.get(r['defence'], r['defence'])
-    e, nm = r.get('eps', math.nan), r.get('noise_multiplier', math.nan)
+    e, nm, k = r.get('eps', math.nan), r.get('noise_multiplier', math.nan), r.get('kappa', math.nan)
     if np.isfinite(e): s += f" ε={_fmt_eps(e)}"
     elif r['defence'] == 'dpsgd' and nm is not None and np.isfinite(nm): s += f" σ={nm:g}"
+    if r['defence'] == 'pdp' and k is not None and np.isfinite(k): s += f" κ={k:g}"
     if 'batch_size' in r and r['batch_size'] is not None and not pd.isna(r['batch_size']): s += f", B={int(r['batch_size'])}"
     return s
 
+def verdict(gain_lo:float, # lower end of the 95% interval of the median paired SSIM gain over the mean image
+            acc_lo:float, # lower end of the 95% interval of the mean label accuracy
+            chance:float, # label accuracy of guessing
+            images:int=2 # images behind the intervals
+           )->str:
+    "'no leak detected' only when neither the images (SSIM gain over the mean image) nor the labels (accuracy over chance) leak beyond their intervals; else what leaks."
+    if images < 2: return 'undetermined (one image)'
+    img, lab = bool(gain_lo > 0), bool(acc_lo > chance)
+    return 'images and labels leak' if img and lab else 'images leak' if img else 'labels leak' if lab else 'no leak detected'
+
 def attack_table(attack:pd.DataFrame # attack records (`load_records(runs)['attack']`)
                 )->pd.DataFrame:
-    "Per attack setting: runs, images, SSIM median and quartiles, PSNR median, label accuracy, baselines, study's SSIM."
+    "Per attack setting: runs, images; median SSIM and PSNR with 95% bootstrap intervals over images; the paired SSIM gain over the mean image; label accuracy with its interval and chance; noise-to-signal, epsilons; the verdict."
     rows, keys = [], _keys(attack)
     for kv, g in attack.groupby(keys, dropna=False, sort=False):
         r = dict(zip(keys, kv))
-        per = g['per_image_ssim'] if 'per_image_ssim' in g and g['per_image_ssim'].notna().all() else g['ssim']
-        ss = _flat(per)
-        q1, med, q3 = np.nanpercentile(ss, [25, 50, 75]) if len(ss) else (math.nan,) * 3
+        ss = _flat(g['per_image_ssim']) if 'per_image_ssim' in g else _flat(g['ssim'])
+        ps = _flat(g['per_image_psnr']) if 'per_image_psnr' in g and g['per_image_psnr'].notna().all() else _flat(g['psnr'])
+        bs = _flat(g['per_image_baseline_ssim']) if 'per_image_baseline_ssim' in g and g['per_image_baseline_ssim'].notna().all() else np.full(len(ss), np.nan)
+        gain = ss - bs if len(bs) == len(ss) else np.full(len(ss), np.nan)
+        la = _flat(g['label_accuracy'])
+        q1, q3 = np.nanpercentile(ss, [25, 75]) if len(ss) else (math.nan,) * 2
         med_ = lambda c: float(np.nanmedian(_flat(g[c]))) if c in g and len(_flat(g[c])) else math.nan
-        r.update(runs=len(g), images=len(ss), ssim=med, ssim_q1=q1, ssim_q3=q3, psnr=med_('psnr'),
-                 label_accuracy=float(np.nanmean(_flat(g['label_accuracy']))) if 'label_accuracy' in g and len(_flat(g['label_accuracy'])) else math.nan,
-                 baseline_ssim=med_('baseline_ssim'), baseline_random_ssim=med_('baseline_random_ssim'),
-                 iterations=int(g['iterations'].max()) if 'iterations' in g and g['iterations'].notna().any() else 0,
+        r.update(runs=len(g), images=len(ss), ssim_q1=q1, ssim_q3=q3,
+                 iterations=int(g['iterations'].max()) if 'iterations' in g and g['iterations'].notna().any() else 0)
+        for name, x, stat in (('ssim', ss, np.median), ('psnr', ps[np.isfinite(ps)], np.median), ('gain', gain, np.median),
+                              ('label_accuracy', la, np.mean)):
+            r[name], r[f'{name}_lo'], r[f'{name}_hi'] = bootstrap_ci(x, stat)
+        r.update(chance=med_('chance_label_accuracy') if 'chance_label_accuracy' in g else 0.1,
+                 baseline_ssim=med_('baseline_ssim'), baseline_psnr=med_('baseline_psnr'),
+                 baseline_random_ssim=med_('baseline_random_ssim'), noise_to_signal=med_('noise_to_signal'),
+                 epsilon_run=med_('epsilon_run'), epsilon_step=med_('epsilon_step'),
                  ssim_study=PUBLISHED_ATTACK.get((r['attack'], r['defence']), math.nan) if r.get('batch_size', 1) in (1, None) else math.nan)
+        r['verdict'] = verdict(r['gain_lo'], r['label_accuracy_lo'], r['chance'], r['images'])
         rows.append(r)
     if not rows: return pd.DataFrame()
     t = pd.DataFrame(rows)
-    return _order(t, [k for k in ('attack', 'batch_size', 'defence', 'eps', 'noise_multiplier') if k in t])
+    return _order(t, [k for k in ('attack', 'victim', 'model_state', 'batch_size', 'defence', 'eps', 'noise_multiplier', 'kappa') if k in t])
+
+def _ci(m, lo, hi, d=3)->str:
+    if m is None or pd.isna(m): return '–'
+    return f'{m:.{d}f}' + (f' [{lo:.{d}f}, {hi:.{d}f}]' if not pd.isna(lo) else '')
 
 def format_attacks(tab:pd.DataFrame)->pd.DataFrame:
     "The attack table as text cells."
-    f = lambda v, d=3: '–' if v is None or pd.isna(v) else f'{v:.{d}f}'
-    out = pd.DataFrame({'Attack': tab['attack'], 'Defence': [attack_label(r, False) for _, r in tab.iterrows()],
-        'runs': tab['runs'], 'images': tab['images'], 'iterations': tab['iterations'],
-        'SSIM median [IQR]': [f'{m:.3f} [{a:.3f}, {b:.3f}]' for m, a, b in zip(tab.ssim, tab.ssim_q1, tab.ssim_q3)],
-        'SSIM (study)': tab['ssim_study'].map(f), 'PSNR': tab['psnr'].map(lambda v: f(v, 1)),
-        'label acc.': tab['label_accuracy'].map(lambda v: f(v, 2)),
-        'SSIM mean image': tab['baseline_ssim'].map(f), 'SSIM random': tab['baseline_random_ssim'].map(f)})
+    f = lambda v, d=3: '–' if v is None or pd.isna(v) else f'{v:.3g}' if d == 'g' else f'{v:.{d}f}'
+    out = pd.DataFrame({'Attack': tab['attack'], 'Victim': [_victim(r) for _, r in tab.iterrows()],
+        'Defence': [attack_label(r, False) for _, r in tab.iterrows()],
+        'images': tab['images'], 'noise/signal': tab['noise_to_signal'].map(lambda v: f(v, 'g')),
+        'ε run': tab['epsilon_run'].map(lambda v: '–' if pd.isna(v) else f'{v:.3g}'),
+        'SSIM median [95% CI]': [_ci(*v) for v in zip(tab.ssim, tab.ssim_lo, tab.ssim_hi)],
+        'SSIM − mean image [95% CI]': [_ci(*v) for v in zip(tab.gain, tab.gain_lo, tab.gain_hi)],
+        'PSNR': [_ci(*v, d=1) for v in zip(tab.psnr, tab.psnr_lo, tab.psnr_hi)],
+        'label acc. [95% CI]': [_ci(*v, d=2) for v in zip(tab.label_accuracy, tab.label_accuracy_lo, tab.label_accuracy_hi)],
+        'chance': tab['chance'].map(lambda v: f(v, 2)), 'SSIM (study)': tab['ssim_study'].map(f), 'verdict': tab['verdict']})
     return out
 
 # %% ../nbs/50_analysis.ipynb #396962a5
@@ -222,14 +284,13 @@ def _refs(ax, sub, col, key, color, name):
     "Horizontal reference lines for the rows of `sub` that have no epsilon (none, PDP, clipping), labelled."
     for _, r in sub[sub['eps'].isna() | np.isinf(sub['eps'].astype(float))].iterrows():
         ax.axhline(r[col], color=color, ls=_REF_STYLE.get(r[key], (0, (1, 3))), lw=1.2, alpha=.9,
-                   label=f"{name}: {METHOD_LABELS.get(r[key], r[key])}")
+                   label=f"{name}: {method_label(r[key], r.get('kappa'))}")
 
 def tradeoff_figure(cls:pd.DataFrame, # `classification_table`
-                    att:pd.DataFrame, # `attack_table`
                     path=None # PNG file to write
                    ):
-    "Privacy / utility / leakage: test accuracy of each model and final attack SSIM of each attack against epsilon."
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 6))
+    "Utility against privacy: test accuracy of each model against the epsilon spent (mean, 95% CI), no-privacy and PDP as lines."
+    fig, a1 = plt.subplots(1, 1, figsize=(7, 5))
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for i, (model, g) in enumerate(cls.groupby('model', sort=False) if len(cls) else []):
         c = colors[i % len(colors)]
@@ -239,51 +300,129 @@ def tradeoff_figure(cls:pd.DataFrame, # `classification_table`
             err = np.array([dp['accuracy'] - dp['accuracy_lo'], dp['accuracy_hi'] - dp['accuracy']]).clip(0)
             a1.errorbar(x, dp['accuracy'], yerr=np.nan_to_num(err), marker='o', color=c, capsize=3, label=f'{model}: DP-SGD')
         _refs(a1, g, 'accuracy', 'method', c, model)
-    a1.set(xlabel='ε spent', ylabel='test accuracy (mean, 95% CI)', title='Utility')
-    ak = [k for k in ('attack', 'batch_size') if k in att]
-    for i, (kv, g) in enumerate(att.groupby(ak, sort=False) if len(att) else []):
-        c = colors[(i + 3) % len(colors)]
-        name = attack_label(dict(zip(ak, kv if isinstance(kv, tuple) else (kv,)), defence='none'), True).replace(', no privacy', '').replace(', none', '')
-        dp = g[np.isfinite(g['eps'].astype(float))].sort_values('eps')
-        if len(dp):
-            err = np.array([dp['ssim'] - dp['ssim_q1'], dp['ssim_q3'] - dp['ssim']]).clip(0)
-            a2.errorbar(dp['eps'], dp['ssim'], yerr=err, marker='s', color=c, capsize=3, label=f'{name}: DP-SGD')
-        _refs(a2, g[g['defence'] == 'none'], 'ssim', 'defence', c, name)   # PDP and clipping: `attack_ssim_vs_epsilon.png`
-    if len(att):
-        a2.axhline(float(att['baseline_ssim'].median()), color='grey', lw=1, label='mean-image baseline')
-    else: a2.text(0.5, 0.5, 'no attack records yet', ha='center', va='center', transform=a2.transAxes, color='grey')
     if not len(cls): a1.text(0.5, 0.5, 'no training records yet', ha='center', va='center', transform=a1.transAxes, color='grey')
-    a2.set(xlabel='ε of the training configuration', ylabel='final SSIM (median, IQR)', title='Leakage', ylim=(-0.05, 1.05))
-    for a, xs in ((a1, cls['eps'] if len(cls) else []), (a2, att['eps'] if len(att) else [])):  # ticks: the target grid
-        xs = sorted({round(float(v), 2) for v in xs if np.isfinite(v) and v > 0})
-        if xs:  # log scale, ticks at the epsilons of the runs
-            a.set_xscale('log'); a.set_xticks(xs, [_fmt_eps(v) for v in xs]); a.minorticks_off()
-            a.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
-        a.grid(alpha=.3)
-        if a.get_legend_handles_labels()[0]: a.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2)
+    a1.set(xlabel='ε spent', ylabel='test accuracy (mean, 95% CI)', title='Utility')
+    xs = sorted({round(float(v), 2) for v in (cls['eps'] if len(cls) else []) if np.isfinite(v) and v > 0})
+    if xs:
+        a1.set_xscale('log'); a1.set_xticks(xs, [_fmt_eps(v) for v in xs]); a1.minorticks_off(); a1.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
+    a1.grid(alpha=.3)
+    if a1.get_legend_handles_labels()[0]: a1.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+_PANELS = (('ssim', 'SSIM', 'baseline_ssim', 'mean image'), ('psnr', 'PSNR (dB)', 'baseline_psnr', 'mean image'),
+           ('label_accuracy', 'label accuracy', 'chance', 'chance'))
+
+def transition_figure(att:pd.DataFrame, # `attack_table`
+                      path=None, # PNG file to write
+                      victim:str='lenet', model_state:int=0, batch_size:int=1 # the victim and B shown
+                     ):
+    "Leakage against the noise-to-signal ratio of DP-SGD: SSIM, PSNR and label accuracy (median or mean, 95% bootstrap interval over images) per attack; baselines drawn; the implied epsilon of the training run on the top axis."
+    fig, axs = plt.subplots(1, 3, figsize=(15, 4.6))
+    sel = att[(att.defence == 'dpsgd') & att.eps.isna() & (att.noise_multiplier > 0)] if len(att) else att
+    for k, v in (('victim', victim), ('model_state', model_state), ('batch_size', batch_size)):
+        if len(sel) and k in sel: sel = sel[sel[k].fillna(v if k != 'victim' else 'lenet') == v]
+    ticks = {}
+    for i, (a, g) in enumerate(sel.groupby('attack', sort=False) if len(sel) else []):
+        g = g.sort_values('noise_to_signal')
+        x = g['noise_to_signal'].to_numpy(float)
+        ticks.update({float(xx): e for xx, e in zip(x, g['epsilon_run'])})
+        for ax, (col, _, _, _) in zip(axs, _PANELS):
+            ax.plot(x, g[col], marker='o', ms=3.5, lw=1.3, color=f'C{i}', label=a)
+            ax.fill_between(x, g[f'{col}_lo'], g[f'{col}_hi'], color=f'C{i}', alpha=.15, lw=0)
+    for ax, (col, name, base, bname) in zip(axs, _PANELS):
+        if len(sel) and base in sel: ax.axhline(float(np.nanmedian(sel[base])), color='grey', lw=2, alpha=.6, label=bname)
+        ax.set_xscale('log'); ax.grid(alpha=.3); ax.set_xlabel('noise-to-signal ratio ‖noise‖ / ‖clipped sum‖ (median)')
+        ax.set_ylabel(name + (' (mean, 95% CI)' if col == 'label_accuracy' else ' (median, 95% CI)'))
+        if col in ('ssim', 'label_accuracy'): ax.set_ylim(-0.05, 1.05)
+        ax.axvline(1, color='k', lw=.8, ls=':')
+        if ticks:
+            top = ax.secondary_xaxis('top')
+            xs = sorted(ticks)[::max(1, len(ticks) // 5)]
+            top.set_xticks(xs, [f'{ticks[x]:.2g}' for x in xs], fontsize=7); top.minorticks_off()
+            top.set_xlabel('ε of the training run (RDP) at that σ', fontsize=8)
+        if not len(sel): ax.text(.5, .5, 'no DP-SGD runs given by σ yet', ha='center', va='center', transform=ax.transAxes, color='grey')
+    if axs[0].get_legend_handles_labels()[0]: axs[-1].legend(fontsize=8, loc='upper right')
+    fig.suptitle(f"Leakage through DP-SGD, {victim}{f' trained {model_state} ep.' if model_state else ' untrained'}, B = {batch_size}: "
+                 f"median (images) / mean (labels) over images with 95% bootstrap intervals", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
     return fig
 
 # %% ../nbs/50_analysis.ipynb #2adef918
-STOPPED, SUCCEEDS = 0.3, 0.9
+_GROUP = ['attack', 'victim', 'model_state', 'batch_size']
 
-def _verdict(s:float)->str:
-    return 'stopped' if s < STOPPED else 'succeeds' if s >= SUCCEEDS else 'leaks partially'
+def _groups(att, keys):
+    keys = [k for k in keys if k in att]
+    return [(dict(zip(keys, kv if isinstance(kv, tuple) else (kv,))), g) for kv, g in att.groupby(keys, sort=False, dropna=False)]
+
+def _last_leaking(dp:pd.DataFrame, what:str)->pd.Series|None:
+    "The DP-SGD row of largest sigma whose verdict says `what` ('images' or 'labels') leaks."
+    hit = dp[dp['verdict'].str.contains(what)]
+    return hit.sort_values('noise_multiplier').iloc[-1] if len(hit) else None
+
+def breakdown_table(att:pd.DataFrame # `attack_table`
+                   )->pd.DataFrame:
+    "Per attack, victim and B (settings with at least two images): the largest DP-SGD sigma (smallest epsilon of the training run) at which images, and labels, still leak beyond their baselines, with the intervals there, and the next sigma measured."
+    rows = []
+    for key, g in _groups(att, _GROUP) if len(att) else []:
+        dp = g[(g['defence'] == 'dpsgd') & (g['images'] >= 2)].sort_values('noise_multiplier')  # a verdict needs an interval
+        if not len(dp): continue
+        r = dict(key, images=int(dp['images'].min()), sigmas=len(dp))
+        for what, col in (('images', 'gain'), ('labels', 'label_accuracy')):
+            last = _last_leaking(dp, what)
+            nxt = dp[dp['noise_multiplier'] > (last['noise_multiplier'] if last is not None else -1)]
+            r[f'{what}_sigma'] = last['noise_multiplier'] if last is not None else math.nan
+            r[f'{what}_epsilon_run'] = last['epsilon_run'] if last is not None else math.nan
+            r[f'{what}_value'] = _ci(last[col], last[f'{col}_lo'], last[f'{col}_hi'], 3 if col == 'gain' else 2) if last is not None else '–'
+            r[f'{what}_next_sigma'] = nxt['noise_multiplier'].iloc[0] if len(nxt) else math.nan
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+def format_breakdown(bt:pd.DataFrame)->pd.DataFrame:
+    "The breakdown table as text cells."
+    s = lambda v: '–' if pd.isna(v) else f'{v:.3g}'
+    cols = {'Attack': bt['attack'], 'Victim': [_victim(r) for _, r in bt.iterrows()], 'B': bt['batch_size'], 'images': bt['images']}
+    for w, name in (('images', 'Images'), ('labels', 'Labels')):
+        cols[f'{name}: largest σ leaking'] = bt[f'{w}_sigma'].map(s)
+        cols[f'{name}: ε run there'] = bt[f'{w}_epsilon_run'].map(s)
+        cols[f'{name}: {"SSIM gain" if w == "images" else "accuracy"} there [95% CI]'] = bt[f'{w}_value']
+        cols[f'{name}: next σ (no leak detected)'] = bt[f'{w}_next_sigma'].map(s)
+    return pd.DataFrame({k: v for k, v in cols.items()}) if len(bt) else pd.DataFrame()
+
+def _strongest(bt:pd.DataFrame, what:str)->tuple:
+    g = bt.dropna(subset=[f'{what}_sigma'])
+    if not len(g): return None
+    r = g.sort_values(f'{what}_sigma').iloc[-1]
+    return r['attack'], r[f'{what}_sigma'], r[f'{what}_epsilon_run']
 
 def reading(cls:pd.DataFrame, att:pd.DataFrame)->list[str]:
-    "Sentences stating which defence stops which attack at which epsilon, and at what accuracy cost."
+    "Sentences, generated from the tables: per attack and victim what each defence lets through, where DP-SGD stops it, the strongest attack's breakdown point, and the accuracy each training setting costs."
     out = []
-    ak = [k for k in ('attack', 'batch_size') if len(att) and k in att]
-    for kv, g in (att.groupby(ak, sort=False) if len(att) else []):
-        head = attack_label(dict(zip(ak, kv if isinstance(kv, tuple) else (kv,)), defence='none')).replace(', none', '')
-        base = g[g['defence'] == 'none']
-        b = f" (without defence: median SSIM {base['ssim'].iloc[0]:.3f}, {_verdict(base['ssim'].iloc[0])})" if len(base) else ''
+    bt = breakdown_table(att) if len(att) else pd.DataFrame()
+    for key, g in _groups(att, _GROUP) if len(att) else []:
+        head = f"**{key['attack']}, {_victim(key)}, B={int(key['batch_size'])}**"
         parts = []
-        for _, r in g[g['defence'] != 'none'].iterrows():
-            parts.append(f"{attack_label(r, False).split(', B=')[0]}: {_verdict(r['ssim'])} (median SSIM {r['ssim']:.3f}, "
-                         f"IQR {r['ssim_q1']:.3f}-{r['ssim_q3']:.3f}, {r['images']} image{'s' * (r['images'] > 1)})")
-        out.append(f"**{head}**{b}: " + ('; '.join(parts) if parts else 'no defended runs yet') + '.')
+        for _, r in g[g['defence'] != 'dpsgd'].iterrows():
+            parts.append(f"{attack_label(r, False).split(', B=')[0]}: {r['verdict']} (SSIM {_ci(r['ssim'], r['ssim_lo'], r['ssim_hi'])}, "
+                         f"label accuracy {r['label_accuracy']:.2f})")
+        b = bt[(bt.attack == key['attack']) & (bt.batch_size == key['batch_size']) &
+               (bt.get('victim', 'lenet') == key.get('victim', 'lenet')) & (bt.get('model_state', 0) == key.get('model_state', 0))]
+        if not len(b) and (g['defence'] == 'dpsgd').any(): parts.append('DP-SGD: no verdict (fewer than two images per σ)')
+        if len(b):
+            b = b.iloc[0]
+            for w in ('images', 'labels'):
+                if pd.isna(b[f'{w}_sigma']): parts.append(f"DP-SGD: {w} do not leak at any σ measured")
+                else:
+                    nxt = f", not at σ={b[f'{w}_next_sigma']:.3g}" if not pd.isna(b[f'{w}_next_sigma']) else ' (and at every larger σ measured)'
+                    parts.append(f"DP-SGD: {w} leak up to σ={b[f'{w}_sigma']:.3g} (training-run ε {b[f'{w}_epsilon_run']:.3g}; "
+                                 f"{'SSIM gain over the mean image' if w == 'images' else 'label accuracy'} {b[f'{w}_value']}){nxt}")
+        out.append(f"{head}: " + ('; '.join(parts) if parts else 'no runs') + '.')
+    for key, g in _groups(bt, ['victim', 'model_state', 'batch_size']) if len(bt) else []:
+        s = [f"{w} leak up to σ={v[1]:.3g} (training-run ε {v[2]:.3g}, {v[0]})" if (v := _strongest(g, w)) else f"{w} leak at no σ measured"
+             for w in ('images', 'labels')]
+        out.append(f"**Strongest attack, {_victim(key)}, B={int(key['batch_size'])}**: " + '; '.join(s) + '.')
     for model, g in (cls.groupby('model', sort=False) if len(cls) else []):
         base = g[g['method'] == 'none']
         if not len(base): continue
@@ -293,7 +432,7 @@ def reading(cls:pd.DataFrame, att:pd.DataFrame)->list[str]:
             at = f" at ε={_fmt_eps(r['eps'])} (spent {_fmt_eps(r['epsilon_spent'])})" if np.isfinite(r['eps']) else ''
             d = r['accuracy'] - a0
             sig = '' if math.isnan(r['accuracy_lo']) else (', not distinguishable from seed noise' if r['accuracy_lo'] <= a0 <= r['accuracy_hi'] else '')
-            parts.append(f"{METHOD_LABELS.get(r['method'], r['method'])}{at} {'costs' if d < 0 else 'gains'} "
+            parts.append(f"{method_label(r['method'], r.get('kappa'))}{at} {'costs' if d < 0 else 'gains'} "
                          f"{abs(d) * 100:.1f} points of accuracy ({r['accuracy']:.3f} vs {a0:.3f}{sig})")
         if parts: out.append(f"**{model}** (accuracy without privacy {a0:.3f} over {base['seeds'].iloc[0]} seed(s)): " + '; '.join(parts) + '.')
     return out
@@ -308,6 +447,7 @@ class Analysis:
     classification: pd.DataFrame
     attacks: pd.DataFrame
     reading: list
+    breakdown: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
 
@@ -315,23 +455,28 @@ def analyse(runs:str|Path, # run folder
             static:str|Path|None=None, # folder for figures and tables (None: write nothing)
             close:bool=True # close the figures after saving (False keeps them for display)
            )->Analysis:
-    "Read every record under `runs` and compute (and with `static`, write) the tables, figures and reading."
+    "Read every grid record under `runs` and compute (and with `static`, write) the tables, figures and reading; files of a kind of record that is absent are left as they are."
     rec = load_records(runs)
     if not any(len(v) for v in rec.values()):
         raise FileNotFoundError(f"No run records (result.json) under {Path(runs).resolve()}: run `make demo` or the sweeps first.")
     cls = classification_table(rec['train']) if len(rec['train']) else pd.DataFrame()
     att = attack_table(rec['attack']) if len(rec['attack']) else pd.DataFrame()
-    an = Analysis(Path(runs), rec['train'], rec['attack'], cls, att, reading(cls, att))
+    an = Analysis(Path(runs), rec['train'], rec['attack'], cls, att, reading(cls, att),
+                  breakdown_table(att) if len(att) else pd.DataFrame())
     st = Path(static) if static is not None else None
     p = lambda n: st / n if st is not None else None
-    an.figures['results_tradeoff.png'] = tradeoff_figure(cls, att, p('results_tradeoff.png'))
-    if len(rec['attack']): an.figures.update(attack_figures(rec['attack'], st))  # static/attack_*.png
+    texts = {}
+    if len(cls):
+        an.figures['results_tradeoff.png'] = tradeoff_figure(cls, p('results_tradeoff.png'))
+        texts.update({'results_table.md': to_markdown(format_table(cls)), 'results_table.csv': cls.to_csv(index=False)})
+    if len(att):
+        an.figures['results_transition.png'] = transition_figure(att, p('results_transition.png'))
+        an.figures.update(attack_figures(rec['attack'], st))  # static/attack_*.png
+        texts.update({'results_attacks.csv': att.to_csv(index=False), 'results_breakdown.csv': an.breakdown.to_csv(index=False),
+                      'results_breakdown.md': to_markdown(format_breakdown(an.breakdown)) if len(an.breakdown) else ''})
+    texts['results_reading.md'] = '\n\n'.join(an.reading) + '\n'
     if st is not None:
         st.mkdir(parents=True, exist_ok=True)
-        texts = {'results_table.md': to_markdown(format_table(cls)) if len(cls) else '',
-                 'results_reading.md': '\n\n'.join(an.reading) + '\n'}
-        if len(cls): texts['results_table.csv'] = cls.to_csv(index=False)
-        if len(att): texts['results_attacks.csv'] = att.to_csv(index=False)
         for n, t in texts.items(): atomic_write_text(st / n, t)
         an.files = sorted(str(st / n) for n in [*an.figures, *texts])
     if close:
@@ -339,40 +484,103 @@ def analyse(runs:str|Path, # run folder
     return an
 
 # %% ../nbs/50_analysis.ipynb #95a781d6
-START, END = '<!-- results:start -->', '<!-- results:end -->'
+BLOCKS = ('train', 'attack', 'federated', 'audit')
+def markers(block:str)->tuple[str, str]:
+    "The README markers around the generated block `block`: `<!-- results:BLOCK:start -->` ... `<!-- results:BLOCK:end -->`."
+    return f'<!-- results:{block}:start -->', f'<!-- results:{block}:end -->'
 
-def headline(an:Analysis, figure:str='static/results_tradeoff.png')->str:
-    "The README's results section: headline table (accuracy and MCC), attack table, trade-off figure, reading."
-    s = [f"Generated by `python -m dp_leakage.analysis` from the {len(an.train)} training and {len(an.attack)} attack "
-         f"records under `{an.runs.name}/`; do not edit by hand. Cells: mean ± 95% CI half-width over seeds "
-         f"(study's single run; `*` where it lies outside our interval).", '']
-    if len(an.classification): s += [to_markdown(format_table(an.classification, ('accuracy', 'f1', 'mcc'))), '']
-    if len(an.attacks): s += [to_markdown(format_attacks(an.attacks)[['Attack', 'Defence', 'runs', 'SSIM median [IQR]', 'SSIM (study)']]), '']
-    s += [f"![Privacy, utility and leakage against epsilon]({figure})", ''] + [f"- {x}" for x in an.reading]
-    return '\n'.join(s)
+def _rel(figure:str, readme)->str: return os.path.relpath(Path(figure), Path(readme).parent) if readme else figure
 
-def update_readme(readme:str|Path, # README.md with the two markers
-                  text:str # what goes between them
-                 )->bool:
-    "Replace the text between `START` and `END` in `readme`; returns whether it changed."
+def other_blocks(runs:Path, # the run folder
+                 fig # figure name -> its link from the README
+                )->dict[str, str]:
+    "The `federated` and `audit` blocks, each from its own records (`runs/federated/compare`, `runs/audit`) when present."
+    out = {}
+    if (runs/'federated'/'compare').is_dir():
+        from dp_leakage.federated import summary_table
+        t = summary_table(runs/'federated'/'compare')
+        if len(t):
+            t = t.assign(epsilon=[('–' if e != e else f"{e:.2f} ({u})") for e, u in zip(t.epsilon, t.epsilon_unit)],
+                         ssim=[f"{m:.3f} [{a:.3f}, {b:.3f}]" for m, a, b in zip(t.ssim_median, t.ssim_q1, t.ssim_q3)])
+            cols = dict(method='Method', clients='clients', sampled='sampled', local_steps='local steps', accuracy='test accuracy',
+                        epsilon='ε spent (unit)', attack='attack', n='updates attacked', ssim='SSIM median [IQR]',
+                        baseline_ssim='mean-image SSIM', minutes='minutes')
+            out['federated'] = '\n'.join([
+                f"Generated by `python -m dp_leakage.analysis` from the federation records under `{runs.name}/federated/compare/` "
+                "(`dp_leakage_federated`); do not edit by hand.", '', to_markdown(t[list(cols)].rename(columns=cols).round(3)), '',
+                f"![Accuracy and leakage per round]({fig('federated_rounds.png')})", '',
+                f"![Leakage of a SecAgg+ aggregate against the clients in it]({fig('federated_secagg.png')})", ''])
+    if (runs/'audit').is_dir():
+        from dp_leakage.audit import audit_markdown
+        md = audit_markdown(runs/'audit')
+        if md.strip():
+            out['audit'] = '\n'.join([
+                f"Generated by `python -m dp_leakage.analysis` from the audit records under `{runs.name}/audit/` (`dp_leakage_audit`); "
+                "do not edit by hand.", '', md, f"![LiRA ROC curves, log-log]({fig('audit_roc.png')})", ''])
+    return out
+
+def readme_blocks(an:Analysis, # `analyse` of the run folder
+                  static:str='static', # where the figures are
+                  readme:str|Path|None=None # README the links are relative to
+                 )->dict[str, str]:
+    "The README's generated blocks for the kinds of records present: `train` (classification table, utility figure, reading) and `attack` (breakdown table, transition figure, attack table, reading)."
+    out = {}
+    fig = lambda n: _rel(str(Path(static) / n), readme)
+    if len(an.classification):
+        out['train'] = '\n'.join([
+            f"Generated by `python -m dp_leakage.analysis` from the {len(an.train)} training records under `{an.runs.name}/`; "
+            "do not edit by hand. Cells: mean ± 95% CI half-width over seeds (study's single run; `*` where it lies outside our interval).",
+            '', to_markdown(format_table(an.classification, ('accuracy', 'f1', 'mcc'))), '',
+            f"![Test accuracy against epsilon]({fig('results_tradeoff.png')})", ''] +
+            [f"- {x}" for x in an.reading if not x.startswith('**') or x.split('**')[1] in set(an.classification['model'])])
+    if len(an.attacks):
+        att_lines = [x for x in an.reading if x.split('**')[1] not in set(an.classification['model'] if len(an.classification) else [])]
+        cols = ['Attack', 'Victim', 'Defence', 'images', 'noise/signal', 'ε run', 'SSIM median [95% CI]', 'label acc. [95% CI]', 'verdict']
+        out['attack'] = '\n'.join([
+            f"Generated by `python -m dp_leakage.analysis` from the {len(an.attack)} attack records (record version "
+            f"{RECORD_VERSION}) under `{an.runs.name}/attack/`; do not edit by hand. Intervals: 95% percentile bootstrap over images. "
+            "Verdicts: images leak when the median per-image SSIM gain over the mean MNIST image has an interval above 0, labels "
+            "when the mean label accuracy's interval lies above chance; *no leak detected* only when neither leaks (with a handful of images the intervals are wide: "
+            "that verdict is the absence of evidence at this sample size, not a proof of protection).", '',
+            '**Breakdown points** (largest DP-SGD σ at which each attack still leaks, per victim and B):', '',
+            to_markdown(format_breakdown(an.breakdown)) if len(an.breakdown) else '_no DP-SGD runs_', '',
+            f"![Leakage against the noise-to-signal ratio]({fig('results_transition.png')})", '',
+            '<details><summary>Every attack setting</summary>', '', to_markdown(format_attacks(an.attacks)[cols]), '', '</details>', ''] +
+            [f"- {x}" for x in att_lines])
+    out.update(other_blocks(an.runs, fig))
+    return out
+
+def update_readme(readme:str|Path, # README.md with the blocks' markers
+                  blocks:dict[str, str] # block name -> what goes between its markers (blocks not given are left alone)
+                 )->list[str]:
+    "Replace the text between each given block's markers in `readme`; returns the blocks that changed."
     readme = Path(readme)
-    old = readme.read_text()
-    if START not in old or END not in old or old.index(START) > old.index(END):
-        raise ValueError(f"{readme} has no results section: add a line {START} and, below it, a line {END}")
-    new = old[:old.index(START) + len(START)] + '\n' + text.strip() + '\n' + old[old.index(END):]
-    if new != old: atomic_write_text(readme, new)
-    return new != old
+    old = text = readme.read_text()
+    changed = []
+    for b, body in blocks.items():
+        s, e = markers(b)
+        if s not in text or e not in text or text.index(s) > text.index(e):
+            raise UserError(f"{readme} has no generated {b!r} block: add a line {s} and, below it, a line {e}")
+        new = text[:text.index(s) + len(s)] + '\n' + body.strip() + '\n' + text[text.index(e):]
+        if new != text: changed.append(b)
+        text = new
+    if text != old: atomic_write_text(readme, text)
+    return changed
 
 @call_parse
+@command
 def results_cli(runs:str='runs', # run folder with the training and attack records
                 static:str='static', # where the figures and tables are written
-                readme:str='README.md' # README whose results section is rewritten ('' to leave it)
+                readme:str='README.md', # README whose generated blocks are rewritten ('' to leave it)
+                threads:int=None, # torch intra-op threads (default: what suits the machine)
+                debug:bool=False # show tracebacks
                ):
-    "Regenerate every results figure and table from the run records, and the README's results section."
+    "Regenerate the results figures and tables from the grid records, and the README blocks of the kinds of records present."
     matplotlib.use('Agg')
     an = analyse(runs, static)
-    print(f"{len(an.train)} training and {len(an.attack)} attack records under {runs}")
+    print(f"{len(an.train)} training and {len(an.attack)} attack records under {runs} (folders starting with _ not counted)")
     for f in an.files: print(f"wrote {f}")
     if readme:
-        rel = os.path.relpath(Path(static) / 'results_tradeoff.png', Path(readme).parent)
-        print(f"{readme}: {'results section rewritten' if update_readme(readme, headline(an, rel)) else 'unchanged'}")
+        blocks = readme_blocks(an, static, readme)
+        ch = update_readme(readme, blocks)
+        print(f"{readme}: rewrote {', '.join(ch) if ch else 'nothing'}; left {', '.join(b for b in BLOCKS if b not in blocks)} as they were")

@@ -5,6 +5,8 @@
 # %% ../nbs/21_attack.ipynb #9d5a0327
 from __future__ import annotations
 import json, math, os, tempfile, time
+from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -14,24 +16,27 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastcore.script import call_parse
-from fastprogress.fastprogress import progress_bar
 from scipy.optimize import linear_sum_assignment
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .data import atomic_write, cache_dir, load_mnist, mnist_images, attack_transform, registrar, save_figure
-from .models import create_model
-from .release import Defence, DEFENCES, release, trainable, client_loss
+from .data import UserError, atomic_write, cache_dir, load_mnist, mnist_images, attack_transform, registrar, save_figure
+from .models import MODELS, create_model, register_model
+from .records import command, config_diff, config_dict, json_safe, labelled, read_json, run_name, write_json
+from .release import Defence, DEFENCES, MNIST_TRAINING, client_loss, noise_seed, noise_to_signal, release, trainable
 
 # %% auto #0
-__all__ = ['ATTACKS', 'register_attack', 'SNAPSHOTS', 'GRID_EPSILONS', 'GRID_SIGMAS', 'ATTACK_FIGURES', 'FIGURES', 'image_scores',
-           'match_scores', 'last_linear_grad', 'infer_labels', 'Reconstruction', 'check_attack', 'Tracker',
-           'reconstruct', 'l2_distance', 'cosine_distance', 'lbfgs_match', 'dlg', 'idlg', 'total_variation',
-           'inverting_gradients', 'mean_mnist_image', 'baseline_scores', 'attack_model', 'AttackConfig',
-           'attack_config', 'save_grid', 'run_attack', 'attack_cli', 'grid_defences', 'default_grid', 'setting_label',
-           'load_attack_runs', 'per_image', 'results_table', 'setting_style', 'attack_figures', 'batched_dlg', 'bench',
-           'bench_cli', 'demo_attack']
+__all__ = ['ATTACKS', 'register_attack', 'SNAPSHOTS', 'VICTIMS', 'RECORD_VERSION', 'MNIST_TRAIN_SIZE', 'MAX_BATCH', 'GRID_SIGMAS',
+           'GRID_EPSILONS', 'GRID_KAPPAS', 'PLAIN_ATTACKS', 'ADAPTIVE_ATTACKS', 'ATTACK_GRIDS', 'ATTACK_FIGURES',
+           'image_scores', 'match_scores', 'label_accuracy', 'last_linear_grad', 'infer_labels',
+           'chance_label_accuracy', 'Reconstruction', 'check_attack', 'Tracker', 'reconstruct', 'clipped_grad_list',
+           'l2_distance', 'cosine_distance', 'lbfgs_match', 'dlg', 'idlg', 'dlg_adaptive', 'idlg_adaptive',
+           'total_variation', 'inverting_gradients', 'ig_adaptive', 'mean_mnist_image', 'baseline_scores', 'ReLULeNet',
+           'attack_model', 'AttackConfig', 'attack_config', 'save_grid', 'stored_run', 'run_attack', 'attack_run_name',
+           'attack_cli', 'grid_defences', 'default_grid', 'attack_grid_runs', 'run_attack_grid', 'setting_label',
+           'load_attack_runs', 'per_image', 'results_table', 'setting_style', 'attack_figures', 'batched_dlg',
+           'demo_attack']
 
 # %% ../nbs/21_attack.ipynb #fe574a88
 def _np(x:torch.Tensor)->np.ndarray: return x.detach().clamp(0, 1).cpu().double().numpy()
@@ -60,19 +65,63 @@ def _matched_scores(recon, truth)->list[dict]:
 def _mean(per:list[dict])->dict: return {k: float(np.mean([p[k] for p in per])) for k in ('mse', 'psnr', 'ssim')}
 
 # %% ../nbs/21_attack.ipynb #9e1b33ee
+def label_accuracy(true_labels, # the batch's true labels (any order)
+                   inferred_labels # the inferred labels (any order, as many)
+                  )->float:
+    "Multiset overlap of `true_labels` and `inferred_labels`, divided by B."
+    t, i = Counter(int(v) for v in true_labels), Counter(int(v) for v in inferred_labels)
+    if not t: raise ValueError("label_accuracy needs at least one true label")
+    return sum((t & i).values()) / sum(t.values())
+
+def _last_linear(model:nn.Module)->nn.Linear: return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+def _grad_of(model, grads, p)->torch.Tensor|None:
+    idx = [i for i, q in enumerate(trainable(model)) if q is p]
+    return grads[idx[0]] if idx else None
+
 def last_linear_grad(model:nn.Module, grads:list[torch.Tensor])->torch.Tensor:
     "The released gradient of the weight of `model`'s last `nn.Linear`."
-    lin = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    idx = [i for i, p in enumerate(trainable(model)) if p is lin.weight][0]
-    return grads[idx]
+    return _grad_of(model, grads, _last_linear(model).weight)
+
+@torch.no_grad()
+def _dummy_stats(model, shape, n:int, seed:int)->tuple[torch.Tensor, float]:
+    "Mean softmax and mean input-feature sum of the last linear layer over `n` uniform random images of `shape`."
+    lin, feats = _last_linear(model), []
+    h = lin.register_forward_hook(lambda m, i, o: feats.append(i[0].sum(-1)))
+    try: p = model(torch.rand((n, *shape[1:]), generator=torch.Generator().manual_seed(seed))).softmax(-1)
+    finally: h.remove()
+    return p.mean(0), float(feats[0].mean())
 
 def infer_labels(model:nn.Module, # the shared model
                  grads:list[torch.Tensor], # the released gradient
-                 batch_size:int # B
+                 batch_size:int, # B
+                 shape:tuple|None=None, # B x C x H x W of the batch (default: MNIST 1 x 32 x 32)
+                 dummies:int=64, # random images that estimate the mean softmax
+                 seed:int=0 # seed of the dummies
                 )->torch.Tensor:
-    "Labels read off the last layer's gradient: the B classes with the most negative row sums, in class order."
-    rows = last_linear_grad(model, grads).sum(-1)
-    return rows.argsort()[:batch_size].sort().values
+    "B labels read off the last layer's gradient (classes with negative bias gradient, then estimated counts), sorted."
+    shape = (batch_size, 1, 32, 32) if shape is None else shape
+    p, feat = _dummy_stats(model.eval(), shape, dummies, seed)
+    gb = _grad_of(model, grads, _last_linear(model).bias)
+    g = (gb if gb is not None else last_linear_grad(model, grads).sum(-1) / feat).double()
+    est, counts = batch_size * (p.double() - g), Counter()
+    for c in g.argsort().tolist()[:batch_size]:
+        if g[c] < 0: counts[c] += 1
+    while sum(counts.values()) < batch_size:
+        c = int(torch.argmax(est - torch.tensor([counts[k] for k in range(len(est))], dtype=est.dtype)))
+        counts[c] += 1
+    return torch.tensor(sorted(counts.elements()))
+
+@lru_cache(maxsize=64)
+def chance_label_accuracy(batch_size:int, # B
+                          classes:int=10, # number of classes (uniform)
+                          draws:int=20_000 # simulated batches
+                         )->float:
+    "Expected `label_accuracy` of guessing B labels uniformly at random against B uniform true labels (simulated, seeded)."
+    g = torch.Generator().manual_seed(0)
+    t, i = (torch.randint(classes, (draws, batch_size), generator=g) for _ in range(2))
+    ct, ci = (F.one_hot(v, classes).sum(1) for v in (t, i))
+    return float(torch.minimum(ct, ci).sum(1).double().mean() / batch_size)
 
 # %% ../nbs/21_attack.ipynb #caf1609c
 @dataclass
@@ -86,10 +135,10 @@ class Reconstruction:
 
 ATTACKS: dict[str, Callable] = {}
 
-register_attack = registrar(ATTACKS, "Decorator: register `f(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker) -> (images, labels)`.")
+register_attack = registrar(ATTACKS, "Decorator: register `f(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker, defence) -> (images, labels)`.")
 
 def check_attack(name:str)->str:
-    if name not in ATTACKS: raise KeyError(f"Unknown attack {name!r}. Known attacks: {', '.join(sorted(ATTACKS))}.")
+    if name not in ATTACKS: raise UserError(f"Unknown attack {name!r}. Known attacks: {', '.join(sorted(ATTACKS))}.")
     return name
 
 SNAPSHOTS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000)
@@ -116,6 +165,7 @@ def reconstruct(name:str, # a key of `ATTACKS`
                 loss_fn:Callable=client_loss, # the client's loss f(model, x, y) (y indices or probabilities)
                 iterations:int=300, # attack iterations
                 seed:int=0, # seed of the dummy initialisation
+                defence:Defence=Defence(), # the client's defence: the white-box server knows it (adaptive attacks use it)
                 truth:torch.Tensor|None=None, # the true images, to score every iteration (never used by the attack)
                 truth_labels:torch.Tensor|None=None, # the true labels (for label accuracy only)
                 callback:Callable|None=None, # called with each history row
@@ -128,13 +178,28 @@ def reconstruct(name:str, # a key of `ATTACKS`
     model = model.eval()
     t0 = time.time()
     images, labels = f(model, [g.detach() for g in grads], shape=tuple(shape), n_classes=n_classes, loss_fn=loss_fn,
-                       iterations=iterations, seed=seed, tracker=tr, **kwargs)
+                       iterations=iterations, seed=seed, tracker=tr, defence=defence, **kwargs)
     return Reconstruction(images.detach().clamp(0, 1), labels.detach(), pd.DataFrame(tr.rows), tr.snapshots,
                           time.time() - t0)
 
 # %% ../nbs/21_attack.ipynb #c3fd4e2a
 def _grad_list(model, params, loss_fn, x, target)->list[torch.Tensor]:
     return torch.autograd.grad(loss_fn(model, x, target), params, create_graph=True)
+
+def clipped_grad_list(model, params, loss_fn, x, target, C:float)->list[torch.Tensor]:
+    "What clipping releases for the dummies (`x`, `target`): each one's gradient clipped to norm C as Opacus does (factor min(1, C / (norm + 1e-6))), summed, divided by B; differentiable."
+    B, out = len(x), None
+    for b in range(B):
+        g = _grad_list(model, params, loss_fn, x[b:b+1], target[b:b+1])
+        f = (C / (torch.sqrt(sum((t**2).sum() for t in g)) + 1e-6)).clamp(max=1.)
+        out = [t * f for t in g] if out is None else [o + t * f for o, t in zip(out, g)]
+    return [o / B for o in out]
+
+def _match_fn(defence:Defence|None, adaptive:bool):
+    "The dummies' gradient an attack compares with the release: plain, or (adaptive, against clipping) clipped per sample."
+    if adaptive and defence is not None and defence.name in ('clip', 'dpsgd'):
+        return lambda model, params, loss_fn, x, t: clipped_grad_list(model, params, loss_fn, x, t, defence.max_grad_norm)
+    return _grad_list
 
 def l2_distance(g:list[torch.Tensor], r:list[torch.Tensor])->torch.Tensor:
     "Squared L2 distance of two gradient lists, summed over layers (DLG)."
@@ -161,15 +226,15 @@ class _CachedClosure:
         return self.val
 
 def lbfgs_match(model, grads, *, x0, label_logits=None, labels=None, loss_fn, iterations, tracker,
-                inner:int=5, tol:float=1e-8, patience:int=5, history_size:int=100):
-    "Minimise the L2 gradient distance over the dummy `x0` (and soft labels) with L-BFGS; one iteration = one L-BFGS step of `inner` iterations."
+                inner:int=5, tol:float=1e-8, patience:int=5, history_size:int=100, grad_fn:Callable=_grad_list):
+    "Minimise the L2 distance of `grad_fn`'s dummy gradient to `grads` over the dummy `x0` (and soft labels) with L-BFGS; one iteration = one L-BFGS step of `inner` iterations."
     params = trainable(model)
     x = x0.clone().to(grads[0].dtype).requires_grad_(True)
     leaves = [x] + ([label_logits.clone().to(x.dtype).requires_grad_(True)] if labels is None else [])
     target = (lambda: leaves[1].softmax(-1)) if labels is None else (lambda: labels)
     scale = float(sum((g**2).sum() for g in grads))
     opt = torch.optim.LBFGS(leaves, lr=1, max_iter=inner, history_size=history_size, line_search_fn='strong_wolfe')
-    closure = _CachedClosure(lambda: l2_distance(_grad_list(model, params, loss_fn, x, target()), grads), leaves)
+    closure = _CachedClosure(lambda: l2_distance(grad_fn(model, params, loss_fn, x, target()), grads), leaves)
     with torch.backends.mkldnn.flags(enabled=False):  # oneDNN is slower on these tiny convolutions
         loss = float(closure())
         tracker(0, x, loss)
@@ -185,19 +250,37 @@ def lbfgs_match(model, grads, *, x0, label_logits=None, labels=None, loss_fn, it
     lab = target().argmax(-1) if labels is None else labels
     return x.detach(), lab.detach()
 
-@register_attack('dlg')
-def dlg(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker, **kw):
-    "DLG: image and soft label optimised jointly (L2 gradient distance, L-BFGS)."
+def _dlg(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker, defence=None, adaptive=False, **kw):
     g = torch.Generator().manual_seed(seed)
     x0, logits = torch.rand(shape, generator=g), torch.randn(shape[0], n_classes, generator=g)
-    return lbfgs_match(model, grads, x0=x0, label_logits=logits, loss_fn=loss_fn, iterations=iterations, tracker=tracker, **kw)
+    return lbfgs_match(model, grads, x0=x0, label_logits=logits, loss_fn=loss_fn, iterations=iterations, tracker=tracker,
+                       grad_fn=_match_fn(defence, adaptive), **kw)
+
+def _idlg(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker, defence=None, adaptive=False, **kw):
+    labels = infer_labels(model, grads, shape[0], shape)
+    x0 = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    return lbfgs_match(model, grads, x0=x0, labels=labels, loss_fn=loss_fn, iterations=iterations, tracker=tracker,
+                       grad_fn=_match_fn(defence, adaptive), **kw)
+
+@register_attack('dlg')
+def dlg(model, grads, **kw):
+    "DLG: image and soft label optimised jointly (L2 gradient distance, L-BFGS)."
+    return _dlg(model, grads, **kw)
 
 @register_attack('idlg')
-def idlg(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker, **kw):
-    "iDLG: labels read off the last layer's gradient, then DLG's matching on the image only."
-    labels = infer_labels(model, grads, shape[0])
-    x0 = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
-    return lbfgs_match(model, grads, x0=x0, labels=labels, loss_fn=loss_fn, iterations=iterations, tracker=tracker, **kw)
+def idlg(model, grads, **kw):
+    "iDLG: labels read off the last layer's gradient (`infer_labels`), then DLG's matching on the image only."
+    return _idlg(model, grads, **kw)
+
+@register_attack('dlg_adaptive')
+def dlg_adaptive(model, grads, **kw):
+    "DLG that knows the defence: under clipping or DP-SGD it matches the clipped per-sample gradients of its dummies (`clipped_grad_list`)."
+    return _dlg(model, grads, adaptive=True, **kw)
+
+@register_attack('idlg_adaptive')
+def idlg_adaptive(model, grads, **kw):
+    "iDLG that knows the defence (as `dlg_adaptive`)."
+    return _idlg(model, grads, adaptive=True, **kw)
 
 # %% ../nbs/21_attack.ipynb #c405ce43
 def total_variation(x:torch.Tensor)->torch.Tensor:
@@ -205,10 +288,11 @@ def total_variation(x:torch.Tensor)->torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 @register_attack('ig')
-def inverting_gradients(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker,
-                        restarts:int=2, lr:float=0.1, tv:float=1e-4, **kw):
+def inverting_gradients(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracker, defence=None,
+                        restarts:int=2, lr:float=0.1, tv:float=1e-4, adaptive:bool=False, **kw):
     "Inverting Gradients: cosine distance + TV, signed Adam, box [0, 1], step decay, restarts keeping the best."
-    params, labels = trainable(model), infer_labels(model, grads, shape[0])
+    params, labels = trainable(model), infer_labels(model, grads, shape[0], shape)
+    grad_fn = _match_fn(defence, adaptive)
     g = torch.Generator().manual_seed(seed)
     best = (math.inf, None, None, None)
     for r in range(restarts):
@@ -217,7 +301,7 @@ def inverting_gradients(model, grads, *, shape, n_classes, loss_fn, iterations, 
         opt = torch.optim.Adam([x], lr=lr)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(iterations * f) for f in (3/8, 5/8, 7/8)], gamma=0.1)
         def objective():
-            return cosine_distance(_grad_list(model, params, loss_fn, x, labels), grads) + tv * total_variation(x)
+            return cosine_distance(grad_fn(model, params, loss_fn, x, labels), grads) + tv * total_variation(x)
         with torch.backends.mkldnn.flags(enabled=False):
             for it in range(iterations + 1):
                 opt.zero_grad()
@@ -231,6 +315,11 @@ def inverting_gradients(model, grads, *, shape, n_classes, loss_fn, iterations, 
         if loss.item() < best[0]: best = (loss.item(), x.detach().clone(), list(tracker.rows), dict(tracker.snapshots))
     tracker.rows, tracker.snapshots = best[2], best[3]
     return best[1], labels
+
+@register_attack('ig_adaptive')
+def ig_adaptive(model, grads, **kw):
+    "Inverting Gradients against the clipped per-sample gradients of its dummies (at B = 1 the same as `ig`: clipping keeps the direction)."
+    return inverting_gradients(model, grads, adaptive=True, **kw)
 
 # %% ../nbs/21_attack.ipynb #f9b7650c
 def mean_mnist_image(root=None # data root
@@ -248,35 +337,60 @@ def baseline_scores(truth:torch.Tensor, # B x C x H x W true images
                     root=None, # data root
                     seed:int=0 # seed of the random image
                    )->dict:
-    "SSIM/PSNR/MSE of the mean-image and random-image baselines (no gradient used)."
+    "SSIM/PSNR/MSE of the mean-image and random-image baselines (no gradient used), and the mean image's SSIM per image."
     mean = mean_mnist_image(root).expand_as(truth) if truth.shape[1] == 1 else torch.full_like(truth, 0.5)
     rnd = torch.rand(truth.shape, generator=torch.Generator().manual_seed(seed))
-    a, b = match_scores(mean, truth)[0], match_scores(rnd, truth)[0]
-    return {**{f'baseline_{k}': v for k, v in a.items()}, **{f'baseline_random_{k}': v for k, v in b.items()}}
+    (a, per), b = match_scores(mean, truth), match_scores(rnd, truth)[0]
+    return {**{f'baseline_{k}': v for k, v in a.items()}, **{f'baseline_random_{k}': v for k, v in b.items()},
+            'per_image_baseline_ssim': [float(v) for v in per.ssim]}
 
 # %% ../nbs/21_attack.ipynb #d9d60569
+class ReLULeNet(nn.Module):
+    "`lenet`'s layers with ReLU instead of sigmoid and PyTorch's default initialisation: a ReLU CNN for MNIST."
+    def __init__(self, channels:int=1, num_classes:int=10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 12, 5, padding=2, stride=2), nn.ReLU(),
+            nn.Conv2d(12, 12, 5, padding=2, stride=2), nn.ReLU(),
+            nn.Conv2d(12, 12, 5, padding=2, stride=1), nn.ReLU(),
+            nn.Conv2d(12, 12, 5, padding=2, stride=1), nn.ReLU())
+        self.fc = nn.Linear(768, num_classes)
+    def forward(self, x): return self.fc(self.body(x).flatten(1))
+
+if 'lenet_relu' not in MODELS:
+    @register_model('lenet_relu', None, 'attack', "LeNet with ReLU and default initialisation (a ReLU CNN victim), 32 x 32 input")
+    def _lenet_relu(pretrained=True, weights=None, channels=1, num_classes=10): return ReLULeNet(channels, num_classes)
+
+VICTIMS = ('lenet', 'lenet_relu')
+
 def attack_model(model_state:int=0, # epochs of training on MNIST before the attack (0: untrained)
                  seed:int=0, # seed of the initialisation and the training order
-                 root=None # data root
+                 root=None, # data root
+                 victim:str='lenet' # the architecture: one of `VICTIMS`
                 )->nn.Module:
-    "The `lenet` the server shares: untrained, or trained `model_state` epochs (cached)."
+    "The victim the server shares: untrained, or trained `model_state` epochs (cached)."
+    if victim not in VICTIMS: raise UserError(f"Unknown victim {victim!r}: use one of {', '.join(VICTIMS)}")
     torch.manual_seed(seed)
-    model = create_model('lenet', channels=1)
+    model = create_model(victim, channels=1)
     if model_state == 0: return model.eval()
-    f = cache_dir()/f'lenet_mnist_seed{seed}_epochs{model_state}.pt'
+    f = cache_dir()/f'{victim}_mnist_seed{seed}_epochs{model_state}.pt'
     if f.exists():
         model.load_state_dict(torch.load(f)); return model.eval()
     ds = load_mnist(True, root)
     xs = F.interpolate(ds.data[:, None].float() / 255, size=32, mode='bilinear', antialias=True)
     opt, g = torch.optim.Adam(model.parameters(), lr=1e-3), torch.Generator().manual_seed(seed)
     model.train()
-    for _ in progress_bar(range(model_state), leave=False):
-        for idx in progress_bar(torch.randperm(len(xs), generator=g).split(128), leave=False):
+    for _ in labelled(range(model_state), f'training {victim} (epochs)', leave=False):
+        for idx in labelled(torch.randperm(len(xs), generator=g).split(128), 'batches', leave=False):
             opt.zero_grad(); F.cross_entropy(model(xs[idx]), ds.targets[idx]).backward(); opt.step()
     atomic_write(f, lambda t: torch.save(model.state_dict(), t))
     return model.eval()
 
 # %% ../nbs/21_attack.ipynb #d5f5218b
+RECORD_VERSION = 2  # 2: noise per release (`noise_seed`), multiset label accuracy, batch-aware labels, epsilons and noise-to-signal in the record
+MNIST_TRAIN_SIZE = 60_000
+MAX_BATCH = 16
+
 @dataclass(frozen=True)
 class AttackConfig:
     "One attack run."
@@ -285,41 +399,64 @@ class AttackConfig:
     epsilon: float|None = None           # dpsgd: target epsilon (of `dp_leakage.release.MNIST_TRAINING`)
     noise_multiplier: float|None = None  # dpsgd: sigma given directly
     max_grad_norm: float = 1.0           # clip, dpsgd: clipping norm C
-    kappa: float = 0.01                  # pdp: penalty weight
-    batch_size: int = 1                  # B (1 to 8)
+    kappa: float = 1e-4                  # pdp: penalty weight (the study's 0.1^2 * 0.1^2)
+    batch_size: int = 1                  # B (1 to 16)
     images: tuple = (0,)                 # MNIST training indices of the batch (B of them)
-    iterations: int = 20                 # attack iterations
+    iterations: int = 300                # attack iterations
     model_state: int = 0                 # epochs of training before the attack (0: untrained)
-    seed: int = 0                        # seed of the model, the noise and the attack
+    victim: str = 'lenet'                # the attacked architecture (`VICTIMS`)
+    seed: int = 0                        # seed of the model, the attack, and (with the rest) of the noise
+    repetition: int = 0                  # repetition of the same release (draws other noise)
+    record_version: int = RECORD_VERSION # version of the record format (records of another version are other runs)
     data_root: str|None = None           # data root
-    out: str = 'runs/attack/demo'        # output folder
+    out: str = 'runs/_demo/attack'       # output folder
 
     def defence_obj(self)->Defence:
-        return Defence(self.defence, epsilon=self.epsilon, noise_multiplier=self.noise_multiplier,
-                       max_grad_norm=self.max_grad_norm, kappa=self.kappa, seed=self.seed)
+        "The defence, its noise seeded by (seed, images, defence setting, repetition)."
+        d = Defence(self.defence, epsilon=self.epsilon, noise_multiplier=self.noise_multiplier,
+                    max_grad_norm=self.max_grad_norm, kappa=self.kappa)
+        return replace(d, seed=noise_seed(self.seed, self.images, d.describe() | dict(victim=self.victim, model_state=self.model_state), self.repetition))
+
+    def identity(self)->dict:
+        "What makes the run: every field but where it is written and where the data is read from."
+        return {k: v for k, v in config_dict(self).items() if k not in ('out', 'data_root')}
+
+def _check_range(name, v, lo, hi=math.inf, what='a number'):
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (lo <= v <= hi) or \
+       (isinstance(v, float) and math.isnan(v)):
+        rng = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+        raise UserError(f"{name} must be {what} {rng}, not {v!r}")
 
 def attack_config(**params)->AttackConfig:
-    "Validate `params` into an `AttackConfig`."
+    "Validate `params` into an `AttackConfig` (a `UserError` naming the problem and the fix)."
     names = [f.name for f in fields(AttackConfig)]
     bad = [k for k in params if k not in names]
-    if bad: raise TypeError(f"Unknown parameter(s) {bad}. Valid names: {', '.join(names)}")
+    if bad: raise UserError(f"Unknown parameter(s) {bad}. Valid names: {', '.join(names)}")
     if isinstance(params.get('images'), (int, np.integer)): params['images'] = [params['images']]
     if 'images' in params: params['images'] = tuple(int(i) for i in params['images'])
     c = AttackConfig(**params)
     check_attack(c.attack)
-    if not 1 <= c.batch_size <= 8: raise ValueError(f"batch_size must be 1 to 8, not {c.batch_size}")
+    if c.defence not in DEFENCES: raise UserError(f"Unknown defence {c.defence!r}. Known defences: {', '.join(sorted(DEFENCES))}.")
+    _check_range('batch_size', c.batch_size, 1, MAX_BATCH, 'an integer')
     if len(c.images) != c.batch_size:
-        raise ValueError(f"images has {len(c.images)} indices but batch_size is {c.batch_size}: give B indices")
-    if c.iterations < 1: raise ValueError(f"iterations must be >= 1, not {c.iterations}")
-    if c.model_state < 0: raise ValueError(f"model_state must be >= 0 epochs, not {c.model_state}")
-    c.defence_obj()  # validates the defence settings
+        raise UserError(f"images has {len(c.images)} indices but batch_size is {c.batch_size}: give B indices, e.g. --images 0,1,2,3 --batch_size 4")
+    out = [i for i in c.images if not 0 <= i < MNIST_TRAIN_SIZE]
+    if out: raise UserError(f"image indices {out} are out of range: MNIST training images are 0 to {MNIST_TRAIN_SIZE - 1}")
+    _check_range('iterations', c.iterations, 1, what='an integer')
+    _check_range('model_state', c.model_state, 0, what='an integer (epochs)')
+    _check_range('repetition', c.repetition, 0, what='an integer')
+    if c.victim not in VICTIMS: raise UserError(f"Unknown victim {c.victim!r}: use one of {', '.join(VICTIMS)}")
+    # settings a defence ignores must still be in range (a typo is not silently accepted)
+    _check_range('max_grad_norm', c.max_grad_norm, 1e-12, what='a finite number >')
+    if not math.isfinite(c.max_grad_norm): raise UserError(f"max_grad_norm must be finite, not {c.max_grad_norm!r}")
+    _check_range('kappa', c.kappa, 0, 1e6, 'a number')
+    if c.noise_multiplier is not None: _check_range('noise_multiplier', c.noise_multiplier, 0, 1e6, 'a number')
+    if c.epsilon is not None: _check_range('epsilon', c.epsilon, 1e-6, 1e6, 'a number')
+    if c.defence != 'dpsgd' and (c.epsilon is not None or c.noise_multiplier is not None):
+        raise UserError(f"epsilon and noise_multiplier apply to --defence dpsgd only, not to {c.defence!r}: drop them or use --defence dpsgd")
+    try: c.defence_obj()
+    except ValueError as e: raise UserError(str(e)) from None
     return c
-
-def _json_safe(v):
-    if isinstance(v, float) and not math.isfinite(v): return None
-    if isinstance(v, (np.floating, np.integer)): return _json_safe(v.item())
-    if isinstance(v, tuple): return list(v)
-    return v
 
 # %% ../nbs/21_attack.ipynb #5c8f15bb
 def save_grid(snapshots:dict, truth:torch.Tensor, path:Path, title:str=''):
@@ -340,96 +477,181 @@ def save_grid(snapshots:dict, truth:torch.Tensor, path:Path, title:str=''):
     save_figure(fig, path)
     plt.close(fig)
 
+def stored_run(cfg:AttackConfig)->dict|None:
+    "The record in `cfg.out` if it is the run `cfg` (same configuration), None if there is none; a `UserError` if the folder holds another run."
+    f = Path(cfg.out)/'result.json'
+    if not f.exists(): return None
+    rec = read_json(f)
+    diff = config_diff(rec.get('config'), cfg.identity())
+    if diff: raise UserError(f"{cfg.out} holds another attack run ({diff}): choose another --out, or delete the folder")
+    return rec
+
 def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
                write:bool=True # write the run records to `cfg.out`
               )->dict:
     "Attack one batch as `cfg` says; returns the result record (and writes the run folder)."
     out = Path(cfg.out)
-    if write and (out/'result.json').exists(): return json.loads((out/'result.json').read_text())
+    if write and (rec := stored_run(cfg)) is not None: return rec
     d = cfg.defence_obj()
-    model = attack_model(cfg.model_state, cfg.seed, cfg.data_root)
+    model = attack_model(cfg.model_state, cfg.seed, cfg.data_root, cfg.victim)
     x, y = mnist_images(cfg.images, root=cfg.data_root)
     base = baseline_scores(x, cfg.data_root, cfg.seed)
     t0 = time.time()
     grads = release(model, x, y, d)
+    nsr = noise_to_signal(model, x, y, d, grads)
     r = reconstruct(cfg.attack, model, grads, shape=x.shape, loss_fn=d.loss_fn, iterations=cfg.iterations,
-                    seed=cfg.seed, truth=x, truth_labels=y)
+                    seed=cfg.seed, defence=d, truth=x, truth_labels=y)
     final, per = match_scores(r.images, x)
-    label_acc = float(np.mean([int(a) == int(b) for a, b in zip(r.labels.sort().values, y.sort().values)]))
     h = r.history
     hit = h.index[h.ssim >= 0.9]
-    rec = {**{k: _json_safe(v) for k, v in asdict(cfg).items() if k not in ('data_root', 'out')}, **d.describe()}
-    rec.update(**final, label_accuracy=label_acc,
+    rec = {**{k: v for k, v in cfg.identity().items()}, **d.describe()}
+    rec.update(**final, label_accuracy=label_accuracy(y, r.labels), noise_to_signal=nsr,
+               chance_label_accuracy=chance_label_accuracy(cfg.batch_size),
                iterations_to_ssim_09=int(h.iteration[hit[0]]) if len(hit) else None,
                iterations_run=int(h.iteration.iloc[-1]), final_loss=float(h.loss.iloc[-1]),
-               per_image_ssim=[float(v) for v in per.ssim], true_labels=[int(v) for v in y],
-               labels=[int(v) for v in r.labels], **base,
-               seconds=time.time() - t0)
-    rec = {k: _json_safe(v) for k, v in rec.items()}
+               per_image_ssim=[float(v) for v in per.ssim], per_image_psnr=[float(v) for v in per.psnr],
+               true_labels=[int(v) for v in y], labels=[int(v) for v in r.labels], **base,
+               seconds=time.time() - t0, config=cfg.identity())
+    rec = json_safe(rec)
     if write:
         atomic_write(out/'history.csv', lambda t: h.to_csv(t, index=False))
         atomic_write(out/'snapshots.pt', lambda t: torch.save({**r.snapshots, 'truth': x}, t))
         save_grid(r.snapshots, x, out/'reconstruction.png', f"{cfg.attack} / {cfg.defence}")
-        atomic_write(out/'result.json', lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
+        write_json(rec, out/'result.json')
     return rec
 
 # %% ../nbs/21_attack.ipynb #6ac4be41
+def _images_arg(images)->list[int]:
+    "The comma-separated indices of `--images` as ints, or a `UserError`."
+    try: return [int(i) for i in str(images).split(',') if i.strip()]
+    except ValueError: raise UserError(f"--images must be comma-separated integers such as 0,1,2,3, not {images!r}") from None
+
+def attack_run_name(p:dict)->str:
+    "The folder name of an attack run: `dp_leakage.records.run_name` plus every setting it leaves out that differs from the default."
+    d, extra = AttackConfig(), []
+    if p.get('defence') == 'pdp': extra.append(f"k{p.get('kappa', d.kappa):g}")
+    for k, short in (('model_state', 'm'), ('victim', 'v'), ('repetition', 'r'), ('iterations', 'it'), ('max_grad_norm', 'C')):
+        if k in p and p[k] != getattr(d, k): extra.append(f"{short}{p[k]:g}" if not isinstance(p[k], str) else f"{short}{p[k]}")
+    return '-'.join([run_name({**p, 'images': list(p.get('images', ()))})] + extra)
+
 @call_parse
-def attack_cli(attack:str='dlg', # attack: dlg, idlg or ig
+@command
+def attack_cli(attack:str='dlg', # attack: dlg, idlg, ig, or an adaptive one (dlg_adaptive, idlg_adaptive, ig_adaptive)
                defence:str='none', # defence: none, clip, dpsgd or pdp
                epsilon:float=None, # dpsgd: target epsilon of the stated training run
                noise_multiplier:float=None, # dpsgd: sigma, given directly instead of epsilon
                max_grad_norm:float=1.0, # clip, dpsgd: clipping norm C
-               kappa:float=0.01, # pdp: penalty weight
-               batch_size:int=1, # B: images in the attacked batch (1 to 8)
-               images:str='0', # comma-separated MNIST training indices (B of them)
+               kappa:float=1e-4, # pdp: penalty weight (the study's 1e-4)
+               batch_size:int=1, # B: images in the attacked batch (1 to 16)
+               images:str='0', # comma-separated MNIST training indices (B of them, 0 to 59999)
                iterations:int=300, # attack iterations
                model_state:int=0, # epochs of training before the attack (0: untrained)
-               seed:int=0, # seed
+               victim:str='lenet', # attacked architecture: lenet or lenet_relu
+               seed:int=0, # seed of the model, the attack and the noise
+               repetition:int=0, # repetition of the release (other noise)
                data_root:str=None, # data root (default: $DP_LEAKAGE_DATA)
-               out:str='runs/attack/cli' # output folder
+               out:str=None, # output folder (default: runs/_cli/attack/RUN_NAME, outside the results)
+               threads:int=None, # torch intra-op threads (default: what suits the machine)
+               debug:bool=False # show tracebacks
               ):
-    "Attack one MNIST batch through the gradient a defence releases; writes OUT/result.json."
-    cfg = attack_config(attack=attack, defence=defence, epsilon=epsilon, noise_multiplier=noise_multiplier,
-                        max_grad_norm=max_grad_norm, kappa=kappa, batch_size=batch_size,
-                        images=[int(i) for i in str(images).split(',') if i.strip()], iterations=iterations,
-                        model_state=model_state, seed=seed, data_root=data_root, out=out)
+    "Attack one MNIST batch through the gradient a defence releases; writes OUT/result.json and prints its summary."
+    p = dict(attack=attack, defence=defence, epsilon=epsilon, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+             kappa=kappa, batch_size=batch_size, images=_images_arg(images), iterations=iterations, model_state=model_state,
+             victim=victim, seed=seed, repetition=repetition)
+    cfg = attack_config(**p, data_root=data_root, out=out or str(Path('runs/_cli/attack')/attack_run_name(p)))
     rec = run_attack(cfg)
-    print(json.dumps({k: rec[k] for k in ('attack', 'defence', 'epsilon', 'noise_multiplier', 'batch_size', 'ssim', 'psnr',
-                                          'label_accuracy', 'baseline_ssim', 'seconds')}))
+    print(json.dumps({k: rec[k] for k in ('attack', 'defence', 'epsilon', 'noise_multiplier', 'epsilon_run', 'epsilon_step',
+                                          'noise_to_signal', 'batch_size', 'ssim', 'psnr', 'label_accuracy', 'baseline_ssim',
+                                          'seconds')}))
+    print(f"wrote {cfg.out}/result.json")
 
 # %% ../nbs/21_attack.ipynb #d6b8d15b
-GRID_EPSILONS = (1., 2., 4., 8., 25., 50.)
-GRID_SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.)
+GRID_SIGMAS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.)
+GRID_EPSILONS = (1., 8., 50.)
+GRID_KAPPAS = (1e-4, 1e-2, 1.)
+PLAIN_ATTACKS = ('dlg', 'idlg', 'ig')
+ADAPTIVE_ATTACKS = ('dlg_adaptive', 'idlg_adaptive', 'ig_adaptive')
 
-def grid_defences()->list[dict]:
-    "The defence settings of the default grid."
-    return ([dict(defence='none'), dict(defence='clip'), dict(defence='pdp')]
-            + [dict(defence='dpsgd', epsilon=e) for e in GRID_EPSILONS]
-            + [dict(defence='dpsgd', noise_multiplier=s) for s in GRID_SIGMAS])
+def grid_defences(sigmas=GRID_SIGMAS, # DP-SGD noise multipliers
+                  epsilons=GRID_EPSILONS, # DP-SGD target epsilons (of `MNIST_TRAINING`)
+                  kappas=GRID_KAPPAS # PDP penalty weights
+                 )->list[dict]:
+    "The defence settings of a grid: none, clip (sigma 0), PDP per kappa, DP-SGD per sigma and per epsilon."
+    return ([dict(defence='none'), dict(defence='clip')] + [dict(defence='pdp', kappa=k) for k in kappas]
+            + [dict(defence='dpsgd', noise_multiplier=s) for s in sigmas] + [dict(defence='dpsgd', epsilon=e) for e in epsilons])
+
+def _adaptive_differs(attack:str, d:dict, B:int)->bool:
+    "Is the adaptive `attack` a different attack from its plain one under defence `d` (clipping present; IG only at B > 1)?"
+    return attack not in ADAPTIVE_ATTACKS or (d['defence'] in ('clip', 'dpsgd') and (attack != 'ig_adaptive' or B > 1))
 
 def default_grid(images=range(20), # MNIST training indices
-                 batch_sizes=(1, 4), # B values
-                 attacks=('dlg', 'idlg', 'ig'), # attacks
+                 batch_sizes=(1,), # B values
+                 attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS[:2], # attacks
                  iterations:int=300, # attack iterations
                  seed:int=0, # seed
                  data_root=None, # data root
-                 out:str='runs/attack' # parent folder of the run folders (named by `dp_leakage.sweep.run_name`)
+                 out:str='runs/attack', # parent folder of the run folders (named by `attack_run_name`)
+                 victims=(('lenet', 0),), # (architecture, epochs of training) pairs
+                 defences:list[dict]|None=None # defence settings (default: `grid_defences()`)
                 )->list[AttackConfig]:
-    "The runs of the default attack grid, batch-major."
-    from dp_leakage.sweep import run_name  # one naming of run folders for every grid
+    "The runs of an attack grid, image-major (adaptive attacks only where clipping makes them differ)."
     images, runs = list(images), []
+    defences = grid_defences() if defences is None else defences
     batches = [(B, tuple(images[i:i + B])) for B in batch_sizes for i in range(0, len(images) - B + 1, B)]
-    k = {B: 0 for B in batch_sizes}
-    seq = []
+    k, seq = {B: 0 for B in batch_sizes}, []
     for B, imgs in batches: seq.append((k[B], B, imgs)); k[B] += 1
     for _, B, imgs in sorted(seq):  # the k-th batch of every B, then the (k+1)-th, ...
-        for d in grid_defences():
-            for a in attacks:
-                c = dict(attack=a, batch_size=B, images=imgs, iterations=iterations, seed=seed, **d)
-                runs.append(attack_config(**c, data_root=data_root, out=str(Path(out)/run_name(c))))
+        for victim, state in victims:
+            for d in defences:
+                for a in attacks:
+                    if not _adaptive_differs(a, d, B): continue
+                    c = dict(attack=a, batch_size=B, images=imgs, iterations=iterations, seed=seed, victim=victim,
+                             model_state=state, **d)
+                    runs.append(attack_config(**c, data_root=data_root, out=str(Path(out)/attack_run_name(c))))
     return runs
 
+_TRANSITION = [dict(defence='none'), dict(defence='clip')] + \
+              [dict(defence='dpsgd', noise_multiplier=s) for s in (1e-4, 1e-3, 1e-2, 0.1)] + [dict(defence='dpsgd', epsilon=8.)]
+
+ATTACK_GRIDS = {
+    'primary': lambda **kw: default_grid(**kw),
+    'secondary': lambda **kw: (default_grid(images=range(10), victims=(('lenet', 1), ('lenet_relu', 0)), defences=_TRANSITION, **kw)
+                               + default_grid(images=range(20), batch_sizes=(4,), defences=_TRANSITION,
+                                              attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw)
+                               + default_grid(images=range(16), batch_sizes=(16,), defences=_TRANSITION,
+                                              attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw)),
+}
+
+def attack_grid_runs(name:str='primary', # a key of `ATTACK_GRIDS`
+                     **kw # passed to `default_grid` (e.g. images, iterations, out)
+                    )->list[AttackConfig]:
+    "The runs of the named attack grid."
+    if name not in ATTACK_GRIDS: raise UserError(f"Unknown attack grid {name!r}: use one of {', '.join(ATTACK_GRIDS)}")
+    return ATTACK_GRIDS[name](**kw)
+
+def run_attack_grid(runs:list[AttackConfig], # the grid's runs (`attack_grid_runs`)
+                    progress:bool=True, # show a labelled progress bar
+                    log:Callable|None=print # where to report failures and the summary (None: silent)
+                   )->dict:
+    "Run every run whose folder holds no record of the same configuration; returns {'done', 'ran', 'failed', 'busy'}."
+    from dp_leakage.records import try_claim
+    out = dict(done=[], ran=[], failed={}, busy=[])
+    todo = []
+    for c in runs:
+        try: (out['done'] if stored_run(c) is not None else todo).append(c)
+        except UserError as e: out['failed'][c.out] = str(e)
+    for c in (labelled(todo, 'attack runs') if progress and todo else todo):
+        claim = try_claim(c.out)
+        if claim is None: out['busy'].append(c.out); continue
+        with claim:
+            try: run_attack(c); out['ran'].append(c.out)
+            except KeyboardInterrupt: raise
+            except Exception as e: out['failed'][c.out] = f"{type(e).__name__}: {e}"
+    if log:
+        log(f"{len(runs)} runs: {len(out['done'])} already complete, {len(out['ran'])} ran, {len(out['busy'])} claimed by "
+            f"another process, {len(out['failed'])} failed")
+        for k, v in out['failed'].items(): log(f"  failed {k}: {v}")
+    return out
 
 # %% ../nbs/21_attack.ipynb #ecedd7d6
 def setting_label(r)->str:
@@ -437,6 +659,7 @@ def setting_label(r)->str:
     if r['defence'] == 'dpsgd':
         if r.get('epsilon') is not None and not pd.isna(r.get('epsilon')): return f"dpsgd eps={r['epsilon']:g}"
         return f"dpsgd sigma={r['noise_multiplier']:g}"
+    if r['defence'] == 'pdp' and r.get('kappa') is not None and not pd.isna(r.get('kappa')): return f"pdp kappa={r['kappa']:g}"
     return r['defence']
 
 def load_attack_runs(runs='runs/attack' # folder searched recursively for result.json
@@ -474,20 +697,24 @@ def results_table(df:pd.DataFrame)->pd.DataFrame:
 ATTACK_FIGURES = ('attack_ssim_iterations.png', 'attack_ssim_iterations_zoom.png', 'attack_loss_iterations.png',
                   'attack_reconstruction_grid.png', 'attack_ssim_vs_epsilon.png')
 
-_ORDER = ['none', 'clip', 'pdp'] + [f"dpsgd eps={e:g}" for e in (50, 25, 8, 4, 2, 1)] + \
-         [f"dpsgd sigma={s:g}" for s in (0.01, 0.03, 0.1, 0.3, 1)]
+_ORDER = ['none', 'clip'] + [f"pdp kappa={k:g}" for k in GRID_KAPPAS] + [f"dpsgd sigma={s:g}" for s in GRID_SIGMAS] + \
+         [f"dpsgd eps={e:g}" for e in (50, 25, 8, 4, 2, 1)]
 _FIXED = {'none': ('black', '-'), 'clip': ('tab:green', '-'), 'pdp': ('tab:orange', '-')}
 
 def setting_style(s:str)->dict:
-    "Colour and line style of a setting: DP-SGD by epsilon in blues (darker: smaller eps), by sigma in dashed reds."
+    "Colour and line style of a setting: DP-SGD by epsilon in blues (darker: smaller eps), by sigma in dashed reds, PDP by kappa in oranges."
     from matplotlib import colormaps
     if s in _FIXED: return dict(color=_FIXED[s][0], ls=_FIXED[s][1])
     v = float(s.split('=')[1])
     if s.startswith('dpsgd eps='):  # epsilon 50 (light) ... 1 (dark)
         t = np.clip(math.log(50 / v) / math.log(50), 0, 1) if v > 0 else 1.
         return dict(color=colormaps['Blues'](0.35 + 0.6 * t), ls='-')
-    if s.startswith('dpsgd sigma='):  # sigma 0.01 (light) ... 1 (dark)
-        t = np.clip(math.log(v / 0.01) / math.log(100), 0, 1) if v > 0 else 0.
+    if s.startswith('dpsgd sigma='):  # sigma 1e-5 (light) ... 1 (dark)
+        t = np.clip(math.log(v / 1e-5) / math.log(1e5), 0, 1) if v > 0 else 0.
+        return dict(color=colormaps['Reds'](0.35 + 0.6 * t), ls='--')
+    if s.startswith('pdp kappa='):  # kappa 1e-4 (light) ... 1 (dark)
+        t = np.clip(math.log(v / 1e-4) / math.log(1e4), 0, 1) if v > 0 else 0.
+        return dict(color=colormaps['Oranges'](0.45 + 0.5 * t), ls='-')
         return dict(color=colormaps['Reds'](0.35 + 0.6 * t), ls='--')
     return dict(color='grey', ls=':')
 
@@ -575,7 +802,7 @@ def _epsilon_figure(df, attacks, batch_sizes):
     fig = Figure(figsize=(4.2 * len(batch_sizes) + 2.8, 3.6), layout='constrained')
     axs = fig.subplots(1, len(batch_sizes), squeeze=False)[0]
     eps_runs = df[(df.defence == 'dpsgd') & df.epsilon.notna()] if 'epsilon' in df else df.iloc[:0]
-    refs = (('none', '--'), ('pdp', ':'), ('clip', '-.'))
+    refs = (('none', '--'), ('pdp kappa=0.0001', ':'), ('clip', '-.'))  # PDP at the study's kappa
     n = {}  # (attack, setting) -> {B: images, as text}
     for k, (ax, B) in enumerate(zip(axs, batch_sizes)):
         xs = set()
@@ -672,83 +899,6 @@ def batched_dlg(model:nn.Module, # the shared model
             if callback is not None and callback(it + 1, x.detach().clamp(0, 1)): break
     return x.detach().clamp(0, 1), lg.argmax(-1).detach()
 
-# %% ../nbs/21_attack.ipynb #3d661170
-def _reference_dlg(model, grads, x, seed, steps:int=300):
-    "The original DLG procedure, timed: returns (seconds to SSIM >= 0.95 or None, final SSIM, seconds)."
-    params = trainable(model)
-    g = torch.Generator().manual_seed(seed)
-    dx, dy = torch.randn(x.shape, generator=g).requires_grad_(True), torch.randn(1, 10, generator=g).requires_grad_(True)
-    opt = torch.optim.LBFGS([dx, dy], lr=1)
-    def closure():
-        opt.zero_grad()
-        gg = torch.autograd.grad(client_loss(model, dx, dy.softmax(-1)), params, create_graph=True)
-        d = l2_distance(gg, grads); d.backward(); return d
-    t0, t95, s = time.time(), None, 0.
-    for _ in range(steps):
-        opt.step(closure)
-        s = image_scores(_np(dx[0]), _np(x[0]))['ssim']
-        if t95 is None and s >= 0.95: t95 = time.time() - t0
-    return t95, s, time.time() - t0
-
-def bench(image:int=1, # MNIST training index of the victim
-          K:int=16, # victims of the batched attack
-          batched_iterations:int=30, # iterations of each victim in the throughput comparison
-          reference_steps:int=300, # steps of the original procedure
-          root=None)->dict:
-    "The attack benchmarks (see above)."
-    torch.manual_seed(0)
-    model = attack_model(0, 0, root)
-    x, y = mnist_images([image], root=root)
-    gr = release(model, x, y)
-    r = reconstruct('dlg', model, gr, shape=x.shape, iterations=300, truth=x)
-    h = r.history
-    per_it = r.seconds / max(len(h) - 1, 1)
-    # the tracker scores every iteration: time to SSIM >= 0.95 counts the iterations up to the hit at the mean rate
-    hit = h.index[h.ssim >= 0.95]
-    t95 = per_it * int(h.iteration[hit[0]]) if len(hit) else math.nan
-    ref95, ref_ssim, ref_sec = _reference_dlg(model, gr, x, 0, reference_steps)
-    xs, ys = mnist_images(list(range(image, image + K)), root=root)
-    gs = [release(model, xs[i:i+1], ys[i:i+1]) for i in range(K)]
-    t0 = time.time()
-    seq = [reconstruct('dlg', model, gs[i], shape=xs[i:i+1].shape, iterations=batched_iterations, seed=i).images[0]
-           for i in range(K)]
-    t_seq = time.time() - t0
-    ssim = lambda imgs: float(np.median([image_scores(_np(imgs[i]), _np(xs[i]))['ssim'] for i in range(K)]))
-    goal, seen = ssim(seq), dict(scoring=0., steps=None, at_equal=None)
-    def watch(step, imgs):   # scores the batched reconstructions after each step; its own time is excluded
-        t = time.time(); s = ssim(imgs)
-        if step == batched_iterations: seen['at_equal'] = (t - t0 - seen['scoring'], s)
-        hit = s >= goal and seen['steps'] is None
-        if hit: seen.update(steps=step, seconds=t - t0 - seen['scoring'], ssim=s)
-        seen['scoring'] += time.time() - t
-        return seen['steps'] is not None and step >= batched_iterations
-    t0 = time.time()
-    xb, _ = batched_dlg(model, gs, shape=xs.shape[1:], iterations=10 * batched_iterations, callback=watch)
-    t_match = seen.get('seconds', math.nan)
-    return dict(dlg_final_ssim=float(h.ssim.iloc[-1]), dlg_iterations=int(h.iteration.iloc[-1]),
-                reference_final_ssim=ref_ssim, reference_seconds=ref_sec, reference_seconds_to_ssim_095=ref95,
-                sequential_seconds=t_seq, sequential_median_ssim=goal,
-                batched_seconds_equal_steps=seen['at_equal'][0] if seen['at_equal'] else math.nan,
-                batched_median_ssim_equal_steps=seen['at_equal'][1] if seen['at_equal'] else math.nan,
-                batched_steps_to_same_ssim=seen['steps'], batched_seconds_to_same_ssim=t_match,
-                dlg_seconds_per_iteration=per_it, dlg_seconds_to_ssim_095=t95,
-                dlg_time_ratio_vs_reference=t95 / ref95 if ref95 else math.nan,
-                batched_attack_throughput_ratio=t_seq / t_match)
-
-FIGURES = ('dlg_seconds_per_iteration', 'dlg_seconds_to_ssim_095', 'dlg_time_ratio_vs_reference',
-           'batched_attack_throughput_ratio')
-
-@call_parse
-def bench_cli(root:str=None, # data root
-              K:int=16 # victims of the batched attack
-             ):
-    "Print the attack benchmarks: details, then one `name: value` line per figure."
-    torch.set_num_threads(1)
-    b = bench(K=K, root=root)
-    for k, v in b.items():
-        if k not in FIGURES: print(f"# {k} = {v:.4g}" if isinstance(v, float) else f"# {k} = {v}")
-    for k in FIGURES: print(f"{k}: {b[k]:.4g}")
-
 # %% ../nbs/21_attack.ipynb #2068cf50
 def demo_attack(root=None, # data root
                 image:int=1, # MNIST training index
@@ -756,7 +906,7 @@ def demo_attack(root=None, # data root
                )->pd.DataFrame:
     "Final SSIM of DLG on one MNIST image under none / DP-SGD epsilon 8 / PDP."
     rows = []
-    for d in (dict(defence='none'), dict(defence='dpsgd', epsilon=8.0), dict(defence='pdp', kappa=0.01)):
+    for d in (dict(defence='none'), dict(defence='dpsgd', epsilon=8.0), dict(defence='pdp')):
         rec = run_attack(attack_config(attack='dlg', images=[image], iterations=iterations, data_root=root, **d), write=False)
         rows.append({k: rec[k] for k in ('attack', 'defence', 'epsilon', 'noise_multiplier', 'kappa', 'ssim', 'psnr',
                                          'label_accuracy', 'baseline_ssim', 'seconds')})

@@ -4,8 +4,9 @@
 
 # %% ../nbs/20_release.ipynb #9f1384be
 from __future__ import annotations
-import copy, math
+import copy, hashlib, json, math
 from dataclasses import dataclass, field, asdict
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -15,11 +16,12 @@ from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from .data import registrar
-from .privacy import PDPRegulariser, check_epsilon, noise_multiplier_for
+from .privacy import PDPRegulariser, check_epsilon, noise_multiplier_for, recompute_epsilon
 
 # %% auto #0
 __all__ = ['MNIST_TRAINING', 'DEFENCES', 'register_defence', 'TrainingConfig', 'check_defence', 'Defence', 'client_loss',
-           'trainable', 'release_none', 'release_pdp', 'release_clip', 'release_dpsgd', 'release']
+           'trainable', 'release_none', 'release_pdp', 'release_clip', 'release_dpsgd', 'release', 'noise_seed',
+           'noise_to_signal']
 
 # %% ../nbs/20_release.ipynb #a0413faf
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ def check_defence(name:str)->str:
         raise KeyError(f"Unknown defence {name!r}. Known defences: {', '.join(sorted(DEFENCES))}.")
     return name
 
+@lru_cache(maxsize=1024)
+def _rdp_epsilon(sigma:float, sample_rate:float, steps:int, delta:float)->float:
+    "Opacus' RDP epsilon of `steps` subsampled Gaussian steps (inf without noise)."
+    return math.inf if sigma <= 0 else recompute_epsilon(sigma, sample_rate, steps, delta, 'rdp')
+
 @dataclass(frozen=True)
 class Defence:
     "A defence and its settings."
@@ -61,8 +68,8 @@ class Defence:
     epsilon: float|None = None          # dpsgd: target epsilon of the training run `training`
     noise_multiplier: float|None = None # dpsgd: sigma, given directly (instead of epsilon)
     max_grad_norm: float = 1.0          # clip, dpsgd: per-sample clipping norm C
-    kappa: float = 0.01                 # pdp: penalty weight eta^2 sigma^2 (the study: 0.1^2 * 0.1^2 = 1e-4)
-    seed: int = 0                       # dpsgd: seed of the noise generator
+    kappa: float = 1e-4                 # pdp: penalty weight eta^2 sigma^2 (the study: 0.1^2 * 0.1^2 = 1e-4)
+    seed: int = 0                       # dpsgd: seed of the noise generator (per release: see `noise_seed`)
     training: TrainingConfig = field(default=MNIST_TRAINING) # the run an epsilon describes
 
     def __post_init__(self):
@@ -73,7 +80,8 @@ class Defence:
             if (self.epsilon is None) == (self.noise_multiplier is None):
                 raise ValueError("dpsgd needs exactly one of epsilon (a target epsilon) or noise_multiplier (sigma)")
             if self.epsilon is not None: check_epsilon(self.epsilon)
-            elif not self.noise_multiplier >= 0: raise ValueError(f"noise_multiplier must be >= 0, not {self.noise_multiplier!r}")
+            elif not (self.noise_multiplier >= 0 and math.isfinite(self.noise_multiplier)):
+                raise ValueError(f"noise_multiplier must be a finite number >= 0, not {self.noise_multiplier!r}")
         if self.name == 'pdp' and not (self.kappa >= 0 and math.isfinite(self.kappa)):
             raise ValueError(f"kappa must be a finite number >= 0, not {self.kappa!r}")
 
@@ -84,12 +92,19 @@ class Defence:
         if self.name != 'dpsgd': return None
         return float(self.noise_multiplier) if self.epsilon is None else self.training.sigma_for(self.epsilon)
 
+    def epsilons(self)->dict:
+        "What sigma means as privacy (RDP accountant of Opacus, delta of `training`): `epsilon_run`, the epsilon of the whole stated training run at this sigma; `epsilon_step`, that of the one released step alone (sampling rate 1, one step). None without a DP guarantee (none, pdp); inf for clipping alone."
+        s = self.sigma
+        if s is None: return dict(epsilon_run=None, epsilon_step=None)
+        t = self.training
+        return dict(epsilon_run=_rdp_epsilon(s, t.sample_rate, t.steps, t.delta), epsilon_step=_rdp_epsilon(s, 1., 1, t.delta))
+
     def describe(self)->dict:
-        "The settings that matter for this defence, with the sigma actually used."
+        "The settings that matter for this defence, with the sigma actually used and the epsilons it implies."
         return dict(defence=self.name, epsilon=self.epsilon if self.name == 'dpsgd' else None,
                     noise_multiplier=self.sigma,
                     max_grad_norm=self.max_grad_norm if self.name in ('clip', 'dpsgd') else None,
-                    kappa=self.kappa if self.name == 'pdp' else None)
+                    kappa=self.kappa if self.name == 'pdp' else None, **self.epsilons())
 
     @property
     def loss_fn(self)->Callable:
@@ -156,3 +171,28 @@ def release(model:nn.Module, # the shared model (not modified)
     "The gradient the client shares for (`x`, `y`) under `defence`."
     if not isinstance(defence, Defence): raise TypeError(f"defence must be a Defence, not {type(defence).__name__}")
     return DEFENCES[defence.name](model, defence.loss_fn, x, y, defence)
+
+# %% ../nbs/20_release.ipynb #h2seed01
+def noise_seed(seed:int, # the run's seed
+               images, # indices of the attacked images
+               setting:dict, # the defence setting (e.g. `Defence.describe()` or the run's parameters)
+               repetition:int=0 # which repetition of the same release
+              )->int:
+    "A 63-bit seed for the noise of one release, derived from (seed, images, setting, repetition)."
+    key = json.dumps([int(seed), [int(i) for i in images], {k: setting[k] for k in sorted(setting)}, int(repetition)],
+                     default=float, sort_keys=True)
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], 'little') >> 1
+
+def _flat(gs:list[torch.Tensor])->torch.Tensor: return torch.cat([g.flatten() for g in gs])
+
+def noise_to_signal(model:nn.Module, # the shared model
+                    x:torch.Tensor, # the batch
+                    y:torch.Tensor, # its labels
+                    defence:Defence, # the defence of the release
+                    grads:list[torch.Tensor]|None=None # the release (default: computed)
+                   )->float:
+    "||noise|| / ||clipped sum|| of the release of (`x`, `y`) under `defence` (0 for defences without noise)."
+    if defence.name != 'dpsgd': return 0.
+    grads = release(model, x, y, defence) if grads is None else grads
+    clipped = _flat(release(model, x, y, Defence('clip', max_grad_norm=defence.max_grad_norm)))
+    return float((_flat(grads) - clipped).norm() / clipped.norm())
