@@ -17,13 +17,13 @@ from fastcore.script import call_parse
 
 from .attack import ATTACK_FIGURES, RECORD_VERSION, attack_figures
 from .data import UserError, atomic_write_text, save_figure
-from .records import command
-from .sweep import mean_ci
+from .records import command, to_markdown
+from .train import mean_ci
 
 # %% auto #0
 __all__ = ['STUDY', 'PUBLISHED_ATTACK', 'METRICS', 'LABELS', 'METHOD_ORDER', 'METHOD_LABELS', 'STUDY_KAPPA', 'ATTACK_KEYS',
            'LEVEL', 'BLOCKS', 'published_table', 'method_label', 'load_records', 'has_records', 'classification_table',
-           'format_table', 'to_markdown', 'bootstrap_ci', 'attack_label', 'verdict', 'attack_table', 'format_attacks',
+           'format_table', 'bootstrap_ci', 'attack_label', 'verdict', 'attack_table', 'format_attacks',
            'tradeoff_figure', 'transition_figure', 'breakdown_table', 'format_breakdown', 'reading', 'Analysis',
            'analyse', 'markers', 'other_blocks', 'readme_blocks', 'update_readme', 'results_cli']
 
@@ -163,13 +163,6 @@ def format_table(tab:pd.DataFrame, # `classification_table`
     for k in metrics:
         out[LABELS[k]] = [_cell(*v) for v in zip(tab[k], tab[f'{k}_lo'], tab[f'{k}_hi'], tab[f'{k}_study'])]
     return out
-
-def to_markdown(df:pd.DataFrame)->str:
-    "A GitHub markdown table of `df` (text cells)."
-    esc = lambda v: str(v).replace('|', '\\|')
-    lines = ['| ' + ' | '.join(map(esc, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
-    lines += ['| ' + ' | '.join(map(esc, r)) + ' |' for r in df.itertuples(index=False)]
-    return '\n'.join(lines)
 
 # %% ../nbs/50_analysis.ipynb #08673a19
 METHOD_LABELS['clip'] = 'clipping'

@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from .data import UserError, atomic_write_text, save_figure
 from .models import create_model, get_spec
 from .privacy import DPSGD, GRAD_SAMPLE_MODE, MethodConfig
-from .records import command, config_dict, config_diff, config_id, read_json, write_json
-from .train import PDP_KAPPA, TRAIN_SETTINGS, TrainConfig, HeadOnFeatures, fit, load_data, make_train_method
+from .records import command, config_dict, config_diff, config_id, read_json, to_markdown, write_json
+from .train import PDP_KAPPA, TRAIN_SETTINGS, TrainConfig, HeadOnFeatures, fit, load_data, make_train_method, mean_ci
 
 # %% auto #0
 __all__ = ['ONE_RUN_KS', 'BUILDS', 'FEATURES', 'ACCOUNTING_TOLERANCE', 'AUDITS', 'PDP_KAPPAS', 'clopper_pearson',
@@ -424,13 +424,6 @@ def tpr_at_fpr(members, scores, fpr:float)->float:
     f, t, _ = skm.roc_curve(members, scores)
     return float(t[f <= fpr].max()) if (f <= fpr).any() else 0.
 
-def _mean_ci(x, level=0.95):
-    x = np.asarray(x, dtype=float)
-    m = float(x.mean())
-    if len(x) < 2: return m, math.nan, math.nan
-    h = float(stats.t.ppf((1 + level) / 2, len(x) - 1) * stats.sem(x))
-    return m, m - h, m + h
-
 def _roc_points(members, scores, n:int=120)->dict:
     "The ROC curve at `n` log-spaced false-positive rates (for log-log figures)."
     f, t, _ = skm.roc_curve(members, scores)
@@ -443,7 +436,7 @@ def attack_metrics(members:np.ndarray, # (k, n) inclusion of each target
     "AUC per target (mean and interval), pooled TPR at 1% and 0.1% FPR, ROC points, and both epsilon lower bounds."
     aucs = [skm.roc_auc_score(m, s) for m, s in zip(members, scores)]
     mp, sp = members.ravel(), scores.ravel()
-    auc, auc_lo, auc_hi = _mean_ci(aucs)
+    auc, auc_lo, auc_hi = mean_ci(aucs)
     one = one_run_audit(sp, mp, delta, confidence, ks)
     thr = threshold_audit(sp, mp, delta, confidence)
     return dict(auc=auc, auc_lo=auc_lo, auc_hi=auc_hi, tpr_1pct=tpr_at_fpr(mp, sp, 0.01), tpr_01pct=tpr_at_fpr(mp, sp, 0.001),
@@ -621,10 +614,7 @@ def _fmt(v, nd=2):
     if isinstance(v, float): return '∞' if math.isinf(v) else f"{v:.{nd}f}"
     return str(v)
 
-def _markdown(df:pd.DataFrame)->str:
-    cols = list(df.columns)
-    rows = [' | '.join(_fmt(v) for v in r) for r in df.itertuples(index=False)]
-    return '\n'.join(['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols), *('| ' + r + ' |' for r in rows)])
+def _markdown(df:pd.DataFrame)->str: return to_markdown(df.map(_fmt))
 
 def _records(out, plan):
     recs = []

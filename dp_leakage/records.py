@@ -9,6 +9,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from fastprogress.fastprogress import progress_bar
 
 from . import __version__
@@ -17,7 +18,7 @@ from .data import CorruptDataError, UserError, atomic_write
 # %% auto #0
 __all__ = ['VERSION_KEY', 'default_threads', 'check_threads', 'set_threads', 'default_device', 'check_device', 'quiet_warnings',
            'command', 'as_shell', 'labelled', 'json_safe', 'config_dict', 'config_diff', 'same_config', 'config_id',
-           'write_json', 'read_json', 'run_name', 'claim_alive', 'Claim', 'try_claim']
+           'write_json', 'read_json', 'run_name', 'to_markdown', 'claim_alive', 'Claim', 'try_claim']
 
 # %% ../nbs/03_records.ipynb #34cc5435
 def default_threads()->int:
@@ -212,6 +213,13 @@ def run_name(p:dict)->str:
     if p['method'] == 'dpsgd': parts.append(f"eps{_g(p['epsilon'])}")
     if p['method'] == 'pdp' and p.get('kappa') is not None: parts.append(f"k{_g(p['kappa'])}")
     return '-'.join(parts + [f"s{p.get('seed', 0)}"])
+
+def to_markdown(df:pd.DataFrame)->str:
+    "A GitHub markdown table of `df` (text cells)."
+    esc = lambda v: str(v).replace('|', '\\|')
+    lines = ['| ' + ' | '.join(map(esc, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
+    lines += ['| ' + ' | '.join(map(esc, r)) + ' |' for r in df.itertuples(index=False)]
+    return '\n'.join(lines)
 
 # %% ../nbs/03_records.ipynb #1fd3e217
 def _proc_start(pid:int)->str|None:

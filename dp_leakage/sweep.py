@@ -13,18 +13,17 @@ import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
 from fastprogress.fastprogress import IN_NOTEBOOK
-from scipy import stats
 
 from .data import UserError, atomic_write, project_dir, registrar
 from .models import WeightsNotFoundError, get_spec
 from .records import command, config_diff, labelled, quiet_warnings, read_json, run_name, set_threads, try_claim, write_json
-from .train import METRICS, PDP_KAPPA, TRAIN_EPSILONS, TRAIN_SETTINGS, TrainConfig, get_model, run_training, stored_config
+from .train import METRICS, PDP_KAPPA, TRAIN_EPSILONS, TRAIN_SETTINGS, TrainConfig, get_model, mean_ci, run_training, stored_config
 
 # %% auto #0
 __all__ = ['GRIDS', 'NOTEBOOKS', 'register_grid', 'TRAIN_MODELS', 'TRAIN_KAPPAS', 'INLINE', 'register_inline', 'CONFIGS',
            'register_config', 'ENGINES', 'IGNORED', 'POOLS', 'register_pool', 'train_grid', 'attack_grid',
            'grid_run_name', 'grid_config', 'weights_missing', 'run_status', 'run_entry', 'run_grid', 'wants_gpu',
-           'iter_records', 'load_records', 'mean_ci', 'train_table', 'audit_epsilons', 'shard_runs', 'sweep_cli']
+           'iter_records', 'load_records', 'train_table', 'audit_epsilons', 'shard_runs', 'sweep_cli']
 
 # %% ../nbs/30_sweep.ipynb #28acda4b
 GRIDS: dict[str, Callable[..., list[dict]]] = {}
@@ -322,14 +321,6 @@ def load_records(folder:str|Path='runs/train')->pd.DataFrame:
         df['epsilon'] = np.where(df['method'] == 'none', np.inf, df['epsilon_target'].astype(float))   # PDP: no epsilon (NaN)
         df['kappa'] = df['kappa'].astype(float) if 'kappa' in df else np.nan
     return df
-
-def mean_ci(x, level:float=0.95)->tuple[float, float, float]:
-    "Mean and `level` t-interval of the values `x` (the interval is nan for one value)."
-    x = np.asarray(x, dtype=float); x = x[~np.isnan(x)]
-    m = float(np.mean(x)) if len(x) else float('nan')
-    if len(x) < 2: return m, float('nan'), float('nan')
-    h = stats.t.ppf((1 + level)/2, len(x) - 1) * stats.sem(x)
-    return m, m - h, m + h
 
 def train_table(folder:str|Path='runs/train', # the run folders
                 csv:str|Path|None='runs/train_table.csv', # where to write the table (None: do not)

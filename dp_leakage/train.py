@@ -9,6 +9,7 @@ from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 import pandas as pd
 import torch
 from fastcore.script import call_parse
@@ -25,7 +26,7 @@ from .records import check_device, command, config_diff, config_dict, config_id,
 # %% auto #0
 __all__ = ['TRAIN_SETTINGS', 'PDP_KAPPA', 'TRAIN_EPSILONS', 'GRAD_SAMPLE_MODES', 'METHOD_SETTINGS', 'METRICS', 'TrainConfig',
            'make_train_method', 'decode_split', 'get_model', 'load_data', 'HeadOnFeatures', 'seed_everything',
-           'build_trainable', 'classification_metrics', 'predict', 'fit', 'train_model', 'stored_config',
+           'build_trainable', 'classification_metrics', 'predict', 'mean_ci', 'fit', 'train_model', 'stored_config',
            'run_training', 'default_out', 'train_cli', 'demo_training']
 
 # %% ../nbs/11_train.ipynb #56f22abd
@@ -206,6 +207,14 @@ def predict(net:nn.Module, x:torch.Tensor, batch_size:int=256)->torch.Tensor:
     p = torch.cat([torch.sigmoid(net(x[i:i+batch_size].to(dev))).cpu() for i in range(0, len(x), batch_size)])
     net.train(was)
     return p
+
+def mean_ci(x, level:float=0.95)->tuple[float, float, float]:
+    "Mean and `level` t-interval of the values `x` (the interval is nan for one value)."
+    x = np.asarray(x, dtype=float); x = x[~np.isnan(x)]
+    m = float(np.mean(x)) if len(x) else float('nan')
+    if len(x) < 2: return m, float('nan'), float('nan')
+    h = stats.t.ppf((1 + level)/2, len(x) - 1) * stats.sem(x)
+    return m, m - h, m + h
 
 # %% ../nbs/11_train.ipynb #14425f94
 def _damaged(path, e)->CorruptDataError:
