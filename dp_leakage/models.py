@@ -18,8 +18,8 @@ from .data import CorruptDataError, DataNotFoundError, Preprocessing, cache_dir
 
 # %% auto #0
 __all__ = ['MODELS', 'ModelSpec', 'register_model', 'get_spec', 'create_model', 'n_params', 'StudyCNN', 'GroupNormCNN', 'LeNet',
-           'FrozenBackboneClassifier', 'WeightsNotFoundError', 'weights_dir', 'reachable', 'resolve_weights',
-           'efficientnet_lite0_imagenet', 'imagenet_top', 'model_table']
+           'ReLULeNet', 'MnistGN', 'FrozenBackboneClassifier', 'WeightsNotFoundError', 'weights_dir', 'reachable',
+           'resolve_weights', 'efficientnet_lite0_imagenet', 'imagenet_top', 'model_table']
 
 # %% ../nbs/01_models.ipynb #b51c56a0
 @dataclass(frozen=True)
@@ -90,19 +90,44 @@ def _cnn_gn(pretrained=True, weights=None): return GroupNormCNN()
 # %% ../nbs/01_models.ipynb #7f0f61bf
 class LeNet(nn.Module):
     "The DLG paper's LeNet: sigmoid activations, weights uniform in [-0.5, 0.5]."
-    def __init__(self, channels:int=1, num_classes:int=10):
+    def __init__(self, channels:int=1, num_classes:int=10,
+                 act:type[nn.Module]=nn.Sigmoid, # the activation after each convolution
+                 uniform_init:bool=True # every weight and bias uniform in [-0.5, 0.5] (DLG's), else PyTorch's default
+                ):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 12, 5, padding=2, stride=2), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, padding=2, stride=2), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, padding=2, stride=1), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, padding=2, stride=1), nn.Sigmoid())
+            nn.Conv2d(channels, 12, 5, padding=2, stride=2), act(),
+            nn.Conv2d(12, 12, 5, padding=2, stride=2), act(),
+            nn.Conv2d(12, 12, 5, padding=2, stride=1), act(),
+            nn.Conv2d(12, 12, 5, padding=2, stride=1), act())
         self.fc = nn.Linear(768, num_classes)
-        for p in self.parameters(): nn.init.uniform_(p, -0.5, 0.5)
+        if uniform_init:
+            for p in self.parameters(): nn.init.uniform_(p, -0.5, 0.5)
     def forward(self, x): return self.fc(self.body(x).flatten(1))
+
+class ReLULeNet(LeNet):
+    "`lenet`'s layers with ReLU instead of sigmoid and PyTorch's default initialisation: a ReLU CNN for MNIST."
+    def __init__(self, channels:int=1, num_classes:int=10): super().__init__(channels, num_classes, nn.ReLU, False)
 
 @register_model('lenet', None, 'attack', "DLG's LeNet (sigmoid, uniform init), 32 x 32 input")
 def _lenet(pretrained=True, weights=None, channels=1, num_classes=10): return LeNet(channels, num_classes)
+
+@register_model('lenet_relu', None, 'attack', "LeNet with ReLU and default initialisation (a ReLU CNN victim), 32 x 32 input")
+def _lenet_relu(pretrained=True, weights=None, channels=1, num_classes=10): return ReLULeNet(channels, num_classes)
+
+# %% ../nbs/01_models.ipynb #39fdc32d
+class MnistGN(nn.Module):
+    "A small MNIST CNN for DP and federated training: strided convolutions, GroupNorm, ReLU, one linear layer."
+    def __init__(self, widths:tuple=(16, 32), groups:int=4, num_classes:int=10, size:int=32):
+        super().__init__()
+        a, b = widths
+        self.body = nn.Sequential(nn.Conv2d(1, a, 5, 2, 2), nn.GroupNorm(groups, a), nn.ReLU(),
+                                  nn.Conv2d(a, b, 5, 2, 2), nn.GroupNorm(groups, b), nn.ReLU())
+        self.fc = nn.Linear(b * (size // 4)**2, num_classes)
+    def forward(self, x): return self.fc(self.body(x).flatten(1))
+
+@register_model('mnist_gn', None, 'attack', "Small MNIST CNN for DP / federated training: GroupNorm + ReLU, 32 x 32 input")
+def _mnist_gn(pretrained=True, weights=None): return MnistGN()
 
 # %% ../nbs/01_models.ipynb #ef9896cc
 class FrozenBackboneClassifier(nn.Module):

@@ -142,7 +142,7 @@ def _opacus_release(model, loss_fn, x, y, sigma:float, C:float, seed:int):
     "One Opacus DP-SGD step up to (not including) the parameter update: clip, sum, add N(0, (sigma C)^2), divide by B."
     gsm = GradSampleModule(copy.deepcopy(model).train())  # Opacus records activations in train mode only
     params = trainable(gsm)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator(device=params[0].device).manual_seed(int(seed))  # Opacus draws the noise on the parameters' device
     opt = DPOptimizer(torch.optim.SGD(params, lr=0.), noise_multiplier=sigma, max_grad_norm=C,
                       expected_batch_size=len(x), generator=gen)
     opt.zero_grad()

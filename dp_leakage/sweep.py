@@ -57,14 +57,15 @@ def attack_grid(attacks=None, # attacks (default: those of `dp_leakage.attack.de
                 batch_sizes=None, # client batch sizes (default: the attack grid's)
                 seeds=(0,), # seeds
                 images=None, # MNIST images attacked, split into batches of each size (default: the attack grid's)
-                iterations=None # optimiser iterations (default: the attack grid's)
+                iterations=None, # optimiser iterations (default: the attack grid's)
+                name:str='primary' # which attack grid: a key of `dp_leakage.attack.ATTACK_GRIDS` ('primary', 'secondary')
                )->list[dict]:
-    "The default attack grid (`dp_leakage.attack.default_grid`: attacks x defences x batches) as parameter dicts."
-    from dp_leakage.attack import default_grid
+    "The named attack grid (`dp_leakage.attack.attack_grid_runs`: attacks x defences x batches, at its pinned record version) as parameter dicts."
+    from dp_leakage.attack import attack_grid_runs
     kw = {k: v for k, v in dict(attacks=attacks, batch_sizes=batch_sizes, images=images, iterations=iterations).items() if v is not None}
     runs = []
     for s in seeds:
-        for c in default_grid(**kw, seed=int(s)):
+        for c in attack_grid_runs(name, **kw, seed=int(s)):
             p = {k: v for k, v in asdict(c).items() if k not in ('out', 'data_root')}
             runs.append({**p, 'images': [int(i) for i in p['images']]})
     return runs
@@ -378,6 +379,7 @@ def sweep_cli(grid:str='train', # 'train' or 'attack'
               epsilons:str=None, # train: comma-separated DP-SGD epsilons
               kappas:str=None, # train: comma-separated PDP penalty weights (default: 1e-4, the study's, to 1)
               attacks:str=None, # attack: comma-separated attacks
+              attack_grid:str='primary', # attack: which attack grid, 'primary' or 'secondary' (`dp_leakage.attack.ATTACK_GRIDS`)
               seeds:str=None, # comma-separated seeds (default: 0-4 for train, 0 for attack)
               epochs:int=None, # train: override the maximum epochs
               patience:int=None, # train: override the patience
@@ -400,6 +402,7 @@ def sweep_cli(grid:str='train', # 'train' or 'attack'
             if seeds: kw['seeds'] = _split(seeds, int)
         elif grid == 'attack':
             if attacks: kw['attacks'] = _split(attacks)
+            kw['name'] = attack_grid
             if seeds: kw['seeds'] = _split(seeds, int)
     except ValueError as e: raise UserError(f"Bad list of numbers ({e}): pass them comma-separated, e.g. --epsilons 1,8") from None
     if grid not in GRIDS: raise UserError(f"Unknown grid {grid!r}. Known grids: {', '.join(GRIDS)}")

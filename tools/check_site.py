@@ -99,7 +99,7 @@ _PAGE_JS = r"""(() => {
 
 
 async def check_pages(chrome:str, base:str, pages:list[str], results:str, shot:Path, problems:list, report:dict,
-                      shot_heading:str='Results of the runs'):
+                      shot_heading:str='Results'):
     import websockets
     port = free_port()
     prof = tempfile.mkdtemp(prefix='chromium-')
@@ -181,9 +181,9 @@ def check_links(base:str, pages:list[str], problems:list):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--docs', default='_docs', help='built site folder')
-    p.add_argument('--results', default='analysis.html', help='the results page (screenshot taken of it)')
+    p.add_argument('--results', default='results.html', help='the results page (screenshot taken of it)')
     p.add_argument('--screenshot', default='static/site_results.png', help='where the screenshot goes')
-    p.add_argument('--heading', default='Results of the runs', help='the screenshot starts at the heading starting so')
+    p.add_argument('--heading', default='Results', help='the screenshot starts at the heading starting so (the results page\'s title)')
     p.add_argument('--no-install', dest='install', action='store_false', help='do not apt-get install chromium')
     args = p.parse_args(argv)
     docs = (ROOT / args.docs).resolve()

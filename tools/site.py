@@ -153,7 +153,7 @@ def _quarto_options(nb):
         if opts.get('include') == 'false': continue
         c.source = '\n'.join(lines).strip('\n')
         tags = list(c.metadata.get('tags', []))
-        if opts.get('echo') == 'false' or not c.source.strip(): tags.append('site_hide_input')
+        if opts.get('echo') == 'false' or not c.source.strip() or 'injected-parameters' in tags: tags.append('site_hide_input')  # papermill's injected cell too
         if opts.get('output') == 'false': c.outputs = []
         c.metadata['tags'] = tags
         cells.append(c)
