@@ -31,36 +31,24 @@ from flwr.serverapp import (GaussianPrivacyEvent, Grid, NeighboringRelation, Pri
 from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg, Strategy
 
 from .data import ATTACK_SIZE, UserError, atomic_write_text, cache_dir, data_root, mnist_images, registrar, save_figure
-from .models import create_model, get_spec, register_model
+from .models import create_model
 from .privacy import MethodConfig, check_epsilon, make_method, noise_multiplier_for, pdp_kappa, recompute_epsilon
-from .records import command, config_diff, config_dict, json_safe, write_json
+from .records import check_device, command, config_diff, config_dict, default_device, json_safe, write_json
 
 # %% auto #0
-__all__ = ['PARTITIONS', 'register_partition', 'FED_METHODS', 'client_app', 'secagg_client_app', 'server_app', 'MnistGN',
-           'FedConfig', 'as_ints', 'as_names', 'validate_config', 'MODELS_OK', 'mnist_set', 'images',
+__all__ = ['PARTITIONS', 'register_partition', 'FED_METHODS', 'client_app', 'secagg_client_app', 'FED_ATTACK_VERSION',
+           'server_app', 'FedConfig', 'as_ints', 'as_names', 'validate_config', 'MODELS_OK', 'mnist_set', 'images',
            'partition_indices', 'FedMethod', 'register_fed_method', 'central_accountant', 'central_event',
            'central_epsilon', 'central_noise_multiplier', 'local_noise_multiplier', 'local_epsilon', 'local_dp_mod',
-           'client_data', 'data_key', 'dpsgd_noise_multiplier', 'local_train', 'round_seed', 'train_client',
-           'method_mod', 'client_train', 'SecAggClient', 'update_gradient', 'update_norm', 'simulate_update',
-           'unrolled_attack', 'candidates', 'attack_update', 'attack_rounds', 'leakage_summary', 'FederationLog',
-           'test_data', 'evaluate_model', 'epsilon_spent', 'CuriousServer', 'CuriousStrategy', 'serve', 'SecAggFedAvg',
-           'serve_secagg', 'backend_config', 'run_federation', 'server_main', 'run_name', 'load_rounds', 'load_attacks',
-           'stored_diff', 'compare', 'run_all', 'secagg_curve', 'round_table', 'summary_table', 'plot_rounds',
-           'plot_secagg', 'federated_figures', 'federated_cli']
-
-# %% ../nbs/40_federated.ipynb #5aaf8030
-class MnistGN(nn.Module):
-    "A small MNIST CNN for DP and federated training: strided convolutions, GroupNorm, ReLU, one linear layer."
-    def __init__(self, widths:tuple=(16, 32), groups:int=4, num_classes:int=10):
-        super().__init__()
-        a, b = widths
-        self.body = nn.Sequential(nn.Conv2d(1, a, 5, 2, 2), nn.GroupNorm(groups, a), nn.ReLU(),
-                                  nn.Conv2d(a, b, 5, 2, 2), nn.GroupNorm(groups, b), nn.ReLU())
-        self.fc = nn.Linear(b * (ATTACK_SIZE // 4)**2, num_classes)
-    def forward(self, x): return self.fc(self.body(x).flatten(1))
-
-@register_model('mnist_gn', None, 'attack', "Small MNIST CNN for DP / federated training: GroupNorm + ReLU, 32 x 32 input")
-def _mnist_gn(pretrained=True, weights=None): return MnistGN()
+           'client_data', 'data_key', 'dpsgd_noise_multiplier', 'local_train', 'refuses', 'round_seed', 'client_device',
+           'train_client', 'method_mod', 'client_train', 'SecAggClient', 'update_gradient', 'update_norm',
+           'simulate_update', 'unrolled_attack', 'test_data', 'aux_images', 'candidates', 'attack_update',
+           'label_chance', 'round_counts', 'update_label_counts', 'attack_labels', 'kstep_comparison', 'attack_rounds',
+           'leakage_summary', 'run_verdict', 'FederationLog', 'evaluate_model', 'epsilon_spent', 'CuriousServer',
+           'CuriousStrategy', 'serve', 'SecAggFedAvg', 'serve_secagg', 'backend_config', 'run_federation',
+           'server_main', 'run_name', 'load_rounds', 'load_attacks', 'stored_diff', 'compare', 'run_all',
+           'secagg_curve', 'round_table', 'summary_table', 'format_summary', 'plot_rounds', 'plot_secagg',
+           'federated_figures', 'federated_cli']
 
 # %% ../nbs/40_federated.ipynb #b379bf49
 @dataclass(frozen=True)
@@ -77,17 +65,19 @@ class FedConfig:
     batch_size: int = 32          # client batch size B (DP-SGD: the expected Poisson batch size)
     lr: float = 0.1               # client SGD learning rate (no momentum: update = -lr * sum of the K gradients)
     model: str = 'mnist_gn'       # an MNIST model of `dp_leakage.models` (kind 'attack': 1 x 32 x 32, 10 classes)
-    epsilon: float = 8.0          # privacy budget (dpsgd: per example of a client; flower_*_dp: per client), whole federation
+    epsilon: float = 8.0          # privacy budget (dpsgd: per example of a client, flower_local_dp: per client, over its `participation_cap` rounds; flower_central_dp: per client, whole federation)
     delta: float = 1e-5           # target delta
     max_grad_norm: float = 1.0    # dpsgd: per-sample clipping bound C
     accountant: str = 'rdp'       # dpsgd: Opacus accountant ('rdp' or 'prv')
+    max_participations: int = 8   # dpsgd, flower_local_dp: rounds a client trains in at most; its noise is planned for these, and it refuses to train beyond them (0: all `rounds`)
     eta: float = 0.1              # pdp: relative noise scale
     sigma: float = 0.1            # pdp: noise standard deviation
     clip_norm: float = 1.0        # flower_central_dp / flower_local_dp: clipping bound of a client's update
     attack: str = 'ig'            # the curious server's one-gradient attack (a key of `dp_leakage.attack.ATTACKS`)
     unrolled: bool = True         # also run the attack that simulates the K local steps (when K > 1)
     attack_every: int = 10        # attack in round 1 and every `attack_every`-th round
-    attack_clients: int = 2       # updates attacked per attacked round (the sampled clients with the lowest ids)
+    attack_clients: int = 1       # updates the image attacks target per attacked round (the sampled clients with the lowest ids)
+    label_attack: bool = True     # run the label-count attack on every update the server sees (every round: each sampled client's, or the SecAgg+ aggregate)
     attack_iterations: int = 100  # attack optimiser iterations
     unrolled_max_images: int = 64 # the unrolled attack runs only on updates of at most this many distinct images
     seed: int = 0                 # seed of the partition, the initial model, client sampling, local shuffling, attacks
@@ -99,6 +89,11 @@ class FedConfig:
     def sampled(self)->int:
         "M, the number of clients sampled per round."
         return max(1, int(round(self.fraction * self.clients)))
+
+    @property
+    def participation_cap(self)->int:
+        "The most rounds a client that accounts its own epsilon trains in: `max_participations`, at most `rounds` (0: `rounds`)."
+        return min(self.rounds, self.max_participations or self.rounds)
 
     def to_json(self)->str: return json.dumps(asdict(self))
 
@@ -124,9 +119,9 @@ def as_names(v)->list:
     return [str(n) for n in v]
 
 # %% ../nbs/40_federated.ipynb #e34a71be
-def _positive_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise UserError(f"{name} must be an integer >= 1, not {v!r}")
+def _check_int(name, v, lo:int=1, note:str=''):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise UserError(f"{name} must be an integer >= {lo}{note}, not {v!r}")
 
 def validate_config(c:FedConfig):
     "Raise a one-line `UserError` for any bad setting of `c`."
@@ -136,9 +131,9 @@ def validate_config(c:FedConfig):
         raise UserError(f"Unknown partition {c.partition!r}: use one of {', '.join(PARTITIONS)}")
     for n in ('clients', 'rounds', 'train_size', 'test_size', 'local_steps', 'batch_size', 'attack_iterations',
               'attack_every', 'unrolled_max_images'):
-        _positive_int(n, getattr(c, n))
-    if isinstance(c.attack_clients, bool) or not isinstance(c.attack_clients, numbers.Integral) or c.attack_clients < 0:
-        raise UserError(f"attack_clients must be an integer >= 0 (0: no attack), not {c.attack_clients!r}")
+        _check_int(n, getattr(c, n))
+    _check_int('attack_clients', c.attack_clients, 0, ' (0: no image attack)')
+    _check_int('max_participations', c.max_participations, 0, ' (0: every round)')
     if not 0 < c.fraction <= 1: raise UserError(f"fraction must be in (0, 1], not {c.fraction!r}")
     if c.batch_size > c.train_size: raise UserError(f"batch_size {c.batch_size} exceeds train_size {c.train_size}: lower it")
     if c.clients * c.train_size > 60000:
@@ -154,7 +149,7 @@ def validate_config(c:FedConfig):
     for n in ('lr', 'max_grad_norm', 'clip_norm'):
         if not getattr(c, n) > 0: raise UserError(f"{n} must be > 0, not {getattr(c, n)!r}")
     if c.accountant not in ('rdp', 'prv'): raise UserError(f"accountant must be 'rdp' or 'prv', not {c.accountant!r}")
-    from dp_leakage.attack import ATTACKS
+    from dp_leakage.attacks import ATTACKS
     if c.attack not in ATTACKS: raise UserError(f"Unknown attack {c.attack!r}: use one of {', '.join(sorted(ATTACKS))}")
 
 def MODELS_OK()->list:
@@ -215,6 +210,7 @@ class FedMethod:
     mod: Callable|None = None           # mod(cfg) -> a Flower client mod for training messages
     private: bool = False               # has an (epsilon, delta) guarantee
     secagg: bool = False                # aggregated with SecAgg+ (the server sees only the sum)
+    capped: bool = False                # a client accounts its own epsilon: noise planned for `participation_cap` rounds, no training beyond
 
 FED_METHODS: dict[str, FedMethod] = {}
 
@@ -260,8 +256,8 @@ def _central_wrap(strategy, cfg):
                                                       clipping_norm=cfg.clip_norm, num_sampled_clients=cfg.sampled)
 
 def local_noise_multiplier(cfg:FedConfig)->float:
-    "Noise multiplier (std / sensitivity 2 * clip_norm) of `rounds` unsampled Gaussian releases spending `epsilon` (Opacus RDP)."
-    return noise_multiplier_for(cfg.epsilon, cfg.delta, 1.0, accountant='rdp', steps=cfg.rounds)
+    "Noise multiplier (std / sensitivity 2 * clip_norm) of `participation_cap` unsampled Gaussian releases spending `epsilon` (Opacus RDP)."
+    return noise_multiplier_for(cfg.epsilon, cfg.delta, 1.0, accountant='rdp', steps=cfg.participation_cap)
 
 def local_epsilon(cfg:FedConfig, releases:int)->float:
     "Client-level epsilon (Opacus RDP) of `releases` local-DP updates of one client."
@@ -269,17 +265,17 @@ def local_epsilon(cfg:FedConfig, releases:int)->float:
 
 def local_dp_mod(cfg:FedConfig)->LocalDpMod:
     "Flower's `LocalDpMod` adding noise of std `z * 2 * clip_norm` (z from `local_noise_multiplier`)."
-    z, d = local_noise_multiplier(cfg), cfg.delta / cfg.rounds
+    z, d = local_noise_multiplier(cfg), cfg.delta / cfg.participation_cap
     # LocalDpMod's std is sensitivity * sqrt(2 ln(1.25/d)) / e; this e makes it z * sensitivity (e is a knob, not the guarantee)
     return LocalDpMod(clipping_norm=cfg.clip_norm, sensitivity=2*cfg.clip_norm, epsilon=math.sqrt(2*math.log(1.25/d))/z, delta=d)
 
 for _m in (FedMethod('none', 'none', None, "Plain FedAvg"),
-           FedMethod('dpsgd', 'dpsgd', 'example', "Clients train with Opacus DP-SGD", private=True),
+           FedMethod('dpsgd', 'dpsgd', 'example', "Clients train with Opacus DP-SGD", private=True, capped=True),
            FedMethod('pdp', 'pdp', None, "Clients train with the PDP loss regulariser"),
            FedMethod('flower_central_dp', 'none', 'client', "Flower: client-side fixed clipping + server-side noise",
                      wrap=_central_wrap, mod=lambda cfg: fixedclipping_mod, private=True),
            FedMethod('flower_local_dp', 'none', 'client', "Flower: LocalDpMod (clip + noise on the client)",
-                     mod=local_dp_mod, private=True),
+                     mod=local_dp_mod, private=True, capped=True),
            FedMethod('secagg', 'none', None, "Flower: SecAgg+ (the server sees only the sum of the updates)", secagg=True)):
     register_fed_method(_m)
 
@@ -303,24 +299,26 @@ def _local_method(cfg:FedConfig):
         eta=cfg.eta, sigma=cfg.sigma))
 
 def dpsgd_noise_multiplier(cfg:FedConfig)->float:
-    "DP-SGD's noise multiplier: `epsilon` per example over the worst case, all `rounds * local_steps` steps at rate B / n."
+    "DP-SGD's noise multiplier: `epsilon` per example over the most a client trains, `participation_cap * local_steps` steps at rate B / n."
     return noise_multiplier_for(cfg.epsilon, cfg.delta, cfg.batch_size/cfg.train_size, accountant=cfg.accountant,
-                                steps=cfg.rounds*cfg.local_steps)
+                                steps=cfg.participation_cap*cfg.local_steps)
 
 def local_train(model:nn.Module, # the global model (trained in place)
                 x:torch.Tensor, y:torch.Tensor, idx:torch.Tensor, # the client's images, labels, MNIST indices
                 cfg:FedConfig, # the federation's settings
                 seed:int, # seed of this client's round (batch order, Poisson sampling, DP noise)
-                history:list|None=None # the client's Opacus accountant history from earlier rounds
+                history:list|None=None, # the client's Opacus accountant history from earlier rounds
+                device:str='cpu' # where the client trains (the model is moved there; batches are moved as they are drawn)
                )->dict:
     "Train `model` for `cfg.local_steps` steps; returns loss, epsilon spent so far, accountant history, batches used."
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     method = _local_method(cfg)
     loader = DataLoader(TensorDataset(x, y, idx), batch_size=cfg.batch_size, shuffle=True, generator=g)
+    model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     m, opt, loader, crit = method.prepare(model, opt, loader, nn.CrossEntropyLoss(), epochs=1, generator=g)
-    if method.private:   # `privacy` plans DP-SGD in whole epochs; a client's worst case is `rounds * local_steps` steps
+    if method.private:   # `privacy` plans DP-SGD in whole epochs; a client plans for `participation_cap * local_steps` steps
         opt.noise_multiplier = method.noise_multiplier = dpsgd_noise_multiplier(cfg)
         method.sample_rate = cfg.batch_size/cfg.train_size
     if history and method.private: method.engine.accountant.history = [tuple(h) for h in history]
@@ -331,7 +329,7 @@ def local_train(model:nn.Module, # the global model (trained in place)
         except StopIteration: it = iter(loader); xb, yb, ib = next(it)
         opt.zero_grad()
         if len(xb) == 0: method.empty_step(opt); batches.append([]); continue   # an empty Poisson batch: noise only
-        loss = crit(m(xb), yb)
+        loss = crit(m(xb.to(device)), yb.to(device))
         extra = method.extra_loss()
         (loss if extra is None else loss + extra).backward()
         opt.step()
@@ -353,31 +351,46 @@ def _save_dp_state(context:Context, history:list):
         context.state.config_records['dpsgd'] = ConfigRecord({'sigma': [float(v) for v in s], 'q': [float(v) for v in q],
                                                                'steps': [int(v) for v in n]})
 
+def _participations(context:Context)->int:
+    "How many rounds this client has trained in (its releases), from its node state."
+    rec = context.state.config_records.get('participation')
+    return 0 if rec is None else int(rec['n'])
+
 def _count_release(context:Context)->int:
-    "Count this client's participations (its local-DP releases) in its node state; returns the new count."
-    rec = context.state.config_records.get('participation') or ConfigRecord({'n': 0})
-    rec['n'] = int(rec['n']) + 1
-    context.state.config_records['participation'] = rec
-    return int(rec['n'])
+    "Count one more participation (release) of this client in its node state; returns the new count."
+    n = _participations(context) + 1
+    context.state.config_records['participation'] = ConfigRecord({'n': n})
+    return n
+
+def refuses(cfg:FedConfig, context:Context)->bool:
+    "Does this client refuse to train: it accounts its own epsilon and has trained in `participation_cap` rounds already?"
+    return FED_METHODS[cfg.method].capped and _participations(context) >= cfg.participation_cap
 
 def round_seed(cfg:FedConfig, server_round:int, pid:int)->int:
     "The seed of client `pid`'s training in `server_round`."
     return cfg.seed*1_000_003 + server_round*1009 + pid
 
-def train_client(cfg:FedConfig, pid:int, rnd:int, state:dict, context:Context)->tuple[dict, dict, dict]:
-    "Train partition `pid` in round `rnd` from the weights `state`: new weights, metrics, truth (scoring only)."
+def client_device(conf)->str:
+    "The device a client trains on: the one the run asks for in its training config, else this machine's default."
+    return check_device(conf['device']) if 'device' in conf else default_device()
+
+def train_client(cfg:FedConfig, pid:int, rnd:int, state:dict, context:Context, device:str='cpu')->tuple[dict, dict, dict]:
+    "Train partition `pid` in round `rnd` from the weights `state` on `device`: new weights, metrics, truth (scoring only)."
     torch.set_num_threads(1)
+    x, y, idx = client_data(cfg, pid)
+    metrics = {'num-examples': len(x), 'partition-id': pid, 'refused': 0}
+    if refuses(cfg, context):   # its budget is planned for `participation_cap` rounds: it sends back what it got
+        return state, dict(metrics, refused=1, epsilon=-1., participations=_participations(context), **{'train-loss': math.nan}), \
+               {'indices': [], 'batch-sizes': []}
     model = create_model(cfg.model)
     model.load_state_dict(state)
-    x, y, idx = client_data(cfg, pid)
-    r = local_train(model, x, y, idx, cfg, seed=round_seed(cfg, rnd, pid), history=_dp_state(context))
+    r = local_train(model, x, y, idx, cfg, seed=round_seed(cfg, rnd, pid), history=_dp_state(context), device=device)
     _save_dp_state(context, r['history'])
     n = _count_release(context)
     eps = r['epsilon'] if cfg.method == 'dpsgd' else local_epsilon(cfg, n) if cfg.method == 'flower_local_dp' else -1.
-    metrics = {'num-examples': len(x), 'partition-id': pid, 'train-loss': r['loss'], 'epsilon': float(eps),
-               'participations': n}
+    metrics.update({'train-loss': r['loss'], 'epsilon': float(eps), 'participations': n})
     truth = {'indices': [int(i) for b in r['batches'] for i in b], 'batch-sizes': [len(b) for b in r['batches']]}
-    return model.state_dict(), metrics, truth
+    return {k: v.cpu() for k, v in model.state_dict().items()}, metrics, truth
 
 def _zero_update_safe(mod, msg:Message, ctxt:Context, call_next):
     "Run Flower `mod`; if the update is exactly zero (Flower 1.41's clipping then divides by zero), clip as a no-op."
@@ -402,7 +415,7 @@ def method_mod(msg:Message, ctxt:Context, call_next):
     if msg.metadata.message_type != MessageType.TRAIN: return call_next(msg, ctxt)
     cfg = FedConfig.from_json(msg.content['config']['fedconfig'])
     make = FED_METHODS[cfg.method].mod
-    if make is None: return call_next(msg, ctxt)
+    if make is None or refuses(cfg, ctxt): return call_next(msg, ctxt)   # a refusing client releases nothing to privatise
     return _zero_update_safe(make(cfg), msg, ctxt, call_next)
 
 client_app = ClientApp(mods=[method_mod])
@@ -413,7 +426,7 @@ def client_train(msg:Message, context:Context)->Message:
     conf = msg.content['config']
     cfg, rnd = FedConfig.from_json(conf['fedconfig']), int(conf['server-round'])
     state, metrics, truth = train_client(cfg, int(context.node_config['partition-id']), rnd,
-                                         msg.content['arrays'].to_torch_state_dict(), context)
+                                         msg.content['arrays'].to_torch_state_dict(), context, client_device(conf))
     return Message(RecordDict({'arrays': ArrayRecord(state), 'metrics': MetricRecord(metrics),
                                'truth': ConfigRecord({'json': json.dumps(truth)})}), reply_to=msg)
 
@@ -424,7 +437,7 @@ class SecAggClient(NumPyClient):
         cfg, rnd = FedConfig.from_json(config['fedconfig']), int(config['server-round'])
         names = list(create_model(cfg.model).state_dict())
         state = {k: torch.as_tensor(v) for k, v in zip(names, parameters)}
-        new, metrics, truth = train_client(cfg, int(self.ctx.node_config['partition-id']), rnd, state, self.ctx)
+        new, metrics, truth = train_client(cfg, int(self.ctx.node_config['partition-id']), rnd, state, self.ctx, client_device(config))
         return [v.numpy() for v in new.values()], int(metrics['num-examples']), dict(metrics, truth=json.dumps(truth))
 
 secagg_client_app = ClientApp(client_fn=lambda context: SecAggClient(context).to_client(), mods=[secaggplus_mod])
@@ -444,8 +457,6 @@ def update_norm(sent:dict, new:dict)->float:
     return float(torch.sqrt(sum(((new[k].float() - sent[k].float())**2).sum() for k in sent)))
 
 # %% ../nbs/40_federated.ipynb #da837d7c
-def _tv(x): return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-
 def simulate_update(model:nn.Module, params:dict, x:torch.Tensor, y:torch.Tensor, steps:int, batch_size:int, lr:float,
                     loss_fn:Callable)->list[torch.Tensor]:
     "The update of `steps` SGD steps from `params` over `x` in order (batches of `batch_size`, cycling), differentiable."
@@ -463,49 +474,68 @@ def simulate_update(model:nn.Module, params:dict, x:torch.Tensor, y:torch.Tensor
 def unrolled_attack(model:nn.Module, # the model with the weights the server sent
                     update:list[torch.Tensor], # the observed update new - sent, in `model.parameters()` order
                     *, n_images:int, steps:int, batch_size:int, lr:float, # what the server configured
-                    loss_fn:Callable|None=None, # f(forward, x, soft_y) -> loss (default: cross-entropy)
-                    iterations:int=100, restarts:int=1, step:float=0.1, tv:float=1e-4, seed:int=0
+                    labels:torch.Tensor|None=None, # the images' labels (None: read off the update's last layer, as `ig` does)
+                    loss_fn:Callable|None=None, # f(forward, x, y) -> loss (default: cross-entropy)
+                    iterations:int=100, restarts:int=2, step:float=0.1, tv:float=1e-4, seed:int=0,
+                    label_method:str='bias', # how labels are read off the update (`attacks.LABEL_METHODS`; the federation's `ig`: 'bias')
+                    x0:torch.Tensor|None=None, # a reconstruction to start the first restart from (e.g. the one-gradient attack's)
+                    x0_step:float=0.01 # the first restart's step when it starts from `x0`
                    )->tuple[torch.Tensor, torch.Tensor]:
-    "Reconstruct the `n_images` images (and labels) of a K-step update by matching a simulated K-step update."
-    loss_fn = loss_fn or (lambda f, x, y: -(y * f(x).log_softmax(-1)).sum(-1).mean())
+    "Reconstruct the `n_images` images of a K-step update by matching a simulated K-step update (Inverting Gradients' objective and optimiser); the restart of lowest matching loss wins (from `x0`: its best iterate, `x0` included)."
+    from dp_leakage.attacks import cosine_distance, infer_labels, total_variation
+    loss_fn = loss_fn or (lambda f, x, y: nn.functional.cross_entropy(f(x), y))
     model = model.eval()
     params = {n: p.detach() for n, p in model.named_parameters()}
     target = [u.detach() for u in update]
+    if labels is None: labels = infer_labels(model, [-u / (lr * steps) for u in target], n_images, method=label_method)
     g = torch.Generator().manual_seed(seed)
-    best = (math.inf, None, None)
-    for _ in range(restarts):
-        x = torch.rand((n_images, 1, ATTACK_SIZE, ATTACK_SIZE), generator=g).requires_grad_(True)
-        logits = torch.randn((n_images, 10), generator=g).requires_grad_(True)
-        opt = torch.optim.Adam([x, logits], lr=step)
+    best = (math.inf, None)
+    for r in range(restarts):
+        x = torch.rand((n_images, 1, ATTACK_SIZE, ATTACK_SIZE), generator=g)
+        warm = r == 0 and x0 is not None
+        if warm: x[:len(x0)] = x0[:n_images]
+        x.requires_grad_(True)
+        opt = torch.optim.Adam([x], lr=x0_step if warm else step)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(iterations * f) for f in (3/8, 5/8, 7/8)], gamma=0.1)
-        for it in range(iterations + 1):
-            opt.zero_grad()
-            sim = simulate_update(model, params, x, logits.softmax(-1), steps, batch_size, lr, loss_fn)
-            dot = sum((a * b).sum() for a, b in zip(sim, target))
-            norm = sum((a**2).sum() for a in sim).sqrt() * sum((b**2).sum() for b in target).sqrt() + 1e-12
-            loss = 1 - dot / norm + tv * _tv(x)
-            if it == iterations: break
-            loss.backward()
-            x.grad.sign_()
-            opt.step(); sched.step()
-            with torch.no_grad(): x.clamp_(0, 1)
-        if loss.item() < best[0]: best = (loss.item(), x.detach().clamp(0, 1).clone(), logits.argmax(-1).detach())
-    return best[1], best[2]
+        with torch.backends.mkldnn.flags(enabled=False):
+            for it in range(iterations + 1):
+                opt.zero_grad()
+                loss = cosine_distance(simulate_update(model, params, x, labels, steps, batch_size, lr, loss_fn), target) \
+                       + tv * total_variation(x)
+                if warm and loss.item() < best[0]: best = (loss.item(), x.detach().clamp(0, 1).clone())   # never worse than x0
+                if it == iterations: break
+                loss.backward()
+                x.grad.sign_()
+                opt.step(); sched.step()
+                with torch.no_grad(): x.clamp_(0, 1)
+        if loss.item() < best[0]: best = (loss.item(), x.detach().clamp(0, 1).clone())
+    return best[1], labels
 
 # %% ../nbs/40_federated.ipynb #0f1303d7
+@lru_cache(maxsize=4)
+def test_data(test_size:int, data_root:str='')->tuple[torch.Tensor, torch.Tensor]:
+    "The first `test_size` images of the MNIST test set (1 x 32 x 32 in [0, 1]) and labels."
+    return images(range(test_size), False, data_root)
+
+def aux_images(test_size:int, data_root:str='', n:int=1000)->torch.Tensor:
+    "Images the curious server holds of its own: the first `min(n, test_size)` of the MNIST test images it evaluates on."
+    return test_data(min(n, test_size), data_root)[0]
+
 def candidates(recon:torch.Tensor, truth:torch.Tensor)->torch.Tensor:
     "Positions in `truth` of each reconstruction's B nearest images (MSE): the optimal assignment of B reconstructions uses only these."
     d = torch.cdist(recon.flatten(1).double(), truth.flatten(1).double())
     return d.topk(min(len(recon), len(truth)), largest=False).indices.flatten().unique()
 
 def _score(recon:torch.Tensor, rlabels:torch.Tensor, idx:list, cfg:FedConfig, seed:int)->dict:
-    from dp_leakage.attack import baseline_scores, label_accuracy, match_scores
+    from dp_leakage.scoring import baseline_scores, label_accuracy, match_scores
     x, y = images(idx, True, cfg.data_root)
     c = candidates(recon, x)   # the Hungarian assignment over thousands of true images, without their B x N x pixels array
     final, per = match_scores(recon, x[c])
     lab = label_accuracy(y.tolist(), rlabels.tolist()) if len(recon) == len(idx) else None
     matched = x[c][torch.tensor(per.truth.tolist())]   # the mean image scored on the same true images as the attack
-    return dict(final, label_accuracy=lab, baseline_ssim=baseline_scores(matched, cfg.data_root or None, seed)['baseline_ssim'])
+    return dict(final, label_accuracy=lab, label_chance=None if lab is None else label_chance(y.tolist()), baseline_ssim=baseline_scores(matched, cfg.data_root or None, seed)['baseline_ssim'])
+
+FED_ATTACK_VERSION = 2   # the federation's attacks run with the settings of attack record version 2 (`attacks.ATTACK_VERSIONS`)
 
 def attack_update(model:nn.Module, # a model of the federation's architecture (its weights are overwritten)
                   sent:dict, # the state dict the server sent this round
@@ -515,7 +545,7 @@ def attack_update(model:nn.Module, # a model of the federation's architecture (i
                   seed:int=0 # seed of the attacks' dummy initialisation
                  )->list[dict]:
     "Run the one-gradient attack (and the unrolled one for K > 1) on an update; one scored row per attack."
-    from dp_leakage.attack import reconstruct
+    from dp_leakage.attacks import attack_settings, reconstruct
     from dp_leakage.release import client_loss
     model.load_state_dict(sent)
     kappa = pdp_kappa(cfg.eta, cfg.sigma) if FED_METHODS[cfg.method].local == 'pdp' else 0.
@@ -528,36 +558,115 @@ def attack_update(model:nn.Module, # a model of the federation's architecture (i
     t0 = time.time()
     r = reconstruct(cfg.attack, model, update_gradient(model, sent, new, cfg.lr, cfg.local_steps),
                     shape=(B, 1, ATTACK_SIZE, ATTACK_SIZE), loss_fn=lambda m, x, y: client_loss(m, x, y, kappa),
-                    iterations=cfg.attack_iterations, seed=seed)
+                    iterations=cfg.attack_iterations, seed=seed, version=FED_ATTACK_VERSION)
     rows.append(dict(base, attack=cfg.attack, reconstructed=B, attack_seconds=time.time() - t0,
                      **(_score(r.images, r.labels, distinct, cfg, seed) if distinct else {})))
-    if cfg.unrolled and cfg.local_steps > 1 and 0 < len(distinct) <= cfg.unrolled_max_images and n_clients == 1:
+    if cfg.unrolled and cfg.local_steps > 1 and 0 < len(distinct) <= cfg.unrolled_max_images and n_clients == 1 and kappa == 0:
         t0 = time.time()
-        upd = [new[n].float() - sent[n].float() for n, _ in model.named_parameters()]   # models cross-entropy steps only
+        upd = [new[n].float() - sent[n].float() for n, _ in model.named_parameters()]   # it simulates cross-entropy steps
         xs, ls = unrolled_attack(model, upd, n_images=len(distinct), steps=cfg.local_steps, batch_size=cfg.batch_size,
-                                 lr=cfg.lr, iterations=cfg.attack_iterations, seed=seed)
+                                 lr=cfg.lr, iterations=cfg.attack_iterations, seed=seed, x0=r.images, restarts=1,
+                                 label_method=attack_settings(cfg.attack, FED_ATTACK_VERSION).get('label_method', 'bias'))
         rows.append(dict(base, attack='unrolled_' + cfg.attack, reconstructed=len(distinct), attack_seconds=time.time() - t0,
                          **_score(xs, ls, distinct, cfg, seed)))
     return rows
 
+def label_chance(labels, # the true labels (class indices)
+                 classes:int=10, draws:int=2000, seed:int=0)->float:
+    "Expected `label_accuracy` of guessing as many labels uniformly at random against these true labels (simulated, seeded)."
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)
+    guesses = np.random.default_rng(seed).multinomial(int(counts.sum()), np.full(classes, 1 / classes), size=draws)
+    return float(np.minimum(guesses, counts).sum(1).mean() / counts.sum())
+
+def round_counts(est:np.ndarray, n:int)->np.ndarray:
+    "Non-negative integer counts summing to `n` nearest to the estimates `est` (largest remainders)."
+    c = np.floor(np.clip(est, 0, None)).astype(np.int64)
+    while c.sum() > n: c[np.argmax(np.where(c > 0, c - est, -np.inf))] -= 1   # never below 0
+    while c.sum() < n: c[np.argmax(est - c)] += 1
+    return c
+
+def update_label_counts(model:nn.Module, # a model of the federation's architecture (its weights are overwritten)
+                        sent:dict, new:dict, # the weights sent and returned (or the SecAgg+ aggregate)
+                        n:int, # samples behind the update (K steps of B per client)
+                        lr:float, steps:int, # the clients' learning rate and local steps
+                        aux:torch.Tensor # images the server holds (its test images): they estimate the clients' mean softmax
+                       )->np.ndarray:
+    "Label counts of the `n` samples behind a K-step update, from its last-layer bias: n * (mean softmax - mean bias gradient)."
+    name = [k for k, m in model.named_modules() if isinstance(m, nn.Linear)][-1] + '.bias'
+    g = (-(new[name].double() - sent[name].double()) / (lr * steps)).cpu()   # the mean over the samples of softmax - one-hot
+    p = []
+    for w in (sent, new):   # the softmax moves during the local steps: average it over the weights at both ends
+        model.load_state_dict(w)
+        with torch.no_grad(): p.append(model.eval()(aux).softmax(-1).double().mean(0))
+    return round_counts((n * (sum(p) / 2 - g)).numpy(), n)
+
+def attack_labels(model:nn.Module, # a model of the federation's architecture (its weights are overwritten)
+                  sent:dict, new:dict, # the weights sent and returned (or the SecAgg+ aggregate)
+                  truth:list[dict], # the `truth` of every client in the update (scoring only)
+                  cfg:FedConfig)->dict:
+    "The label-count attack on an update, scored: the labels of its K * B samples per client (`update_label_counts`) against the true ones."
+    from dp_leakage.scoring import label_accuracy
+    t0 = time.time()
+    n = cfg.local_steps * cfg.batch_size * len(truth)   # what the server knows: K steps of B per client (DP-SGD: B expected)
+    counts = update_label_counts(model, sent, new, n, cfg.lr, cfg.local_steps, aux_images(cfg.test_size, cfg.data_root))
+    inferred = np.repeat(np.arange(len(counts)), counts)
+    idx = [i for t in truth for i in t['indices']]
+    y = mnist_set(True, cfg.data_root)[1][torch.as_tensor(idx, dtype=torch.long)].tolist()
+    return dict(attack='label_counts', clients_in_update=len(truth), true_images=len(set(idx)), samples=len(y),
+                reconstructed=n, update_norm=update_norm(sent, new), attack_seconds=time.time() - t0,
+                label_accuracy=label_accuracy(y, inferred.tolist()), label_chance=label_chance(y))
+
+# %% ../nbs/40_federated.ipynb #d86c01bc
+def kstep_comparison(steps=(1, 2, 4), # local steps K
+                     images:int=4, # the client's images: one full batch, so every step uses all of them
+                     seeds=range(4), # a client (partition), initial model and attack seed per value
+                     iterations:int=100, # attack iterations
+                     lr:float=0.1, # the client's learning rate
+                     model:str='mnist_gn', data_root:str='')->pd.DataFrame:
+    "One-gradient and unrolled attacks on the K-step full-batch update of a client holding `images` images; one row per K, seed and attack."
+    rows = []
+    for k in steps:
+        for s in seeds:
+            c = FedConfig(clients=1, rounds=1, train_size=images, batch_size=images, local_steps=k, lr=lr, test_size=100,
+                          attack_iterations=iterations, unrolled_max_images=images, model=model, seed=s, data_root=data_root)
+            x, y, idx = client_data(c, 0)
+            torch.manual_seed(s); m = create_model(model); sent = {n: v.clone() for n, v in m.state_dict().items()}
+            r = local_train(m, x, y, idx, c, seed=s)
+            used = [{'indices': [i for b in r['batches'] for i in b]}]
+            rows += [dict(steps=k, seed=s, **row) for row in attack_update(create_model(model), sent, m.state_dict(), used, c, seed=s)]
+    return pd.DataFrame(rows)
+
 # %% ../nbs/40_federated.ipynb #4581327f
 def attack_rounds(cfg:FedConfig)->list[int]:
-    "Rounds in which the server attacks: round 1 and every `attack_every`-th round (none if `attack_clients` is 0)."
+    "Rounds in which the server runs the image attacks: round 1 and every `attack_every`-th round (none if `attack_clients` is 0)."
     if cfg.attack_clients == 0: return []
     return sorted({1, *range(cfg.attack_every, cfg.rounds + 1, cfg.attack_every)})
 
 def leakage_summary(rows:list[dict])->dict:
-    "Per attack: number of attacked updates, median and quartiles of SSIM, median PSNR and label accuracy."
-    out = {}
-    df = pd.DataFrame(rows)
-    if not len(df) or 'ssim' not in df: return out
-    for a, d in df.dropna(subset=['ssim']).groupby('attack', sort=False):
-        s = d.ssim.astype(float)
-        lab = d.label_accuracy.dropna().astype(float) if 'label_accuracy' in d else pd.Series(dtype=float)
+    "Per attack: updates attacked; SSIM median and quartiles, median PSNR; the median paired SSIM gain over the mean image and the mean label accuracy with 95% bootstrap intervals over the attacked updates; label chance; the leakage study's verdict."
+    from dp_leakage.scoring import bootstrap_ci, verdict
+    out, df = {}, pd.DataFrame(rows)
+    col = lambda d, c: d[c].astype(float) if c in d else pd.Series(np.nan, index=d.index)
+    for a, d in (df.groupby('attack', sort=False) if len(df) else ()):
+        s, lab = col(d, 'ssim').dropna(), col(d, 'label_accuracy').dropna()
+        gain, g_lo, g_hi = bootstrap_ci((col(d, 'ssim') - col(d, 'baseline_ssim')).dropna())
+        acc, a_lo, a_hi = bootstrap_ci(lab, np.mean)
+        chance = col(d, 'label_chance').median()
         out[a] = dict(n=len(d), ssim_median=s.median(), ssim_q1=s.quantile(.25), ssim_q3=s.quantile(.75),
-                      psnr_median=d.psnr.astype(float).median(), baseline_ssim=d.baseline_ssim.astype(float).median(),
-                      label_accuracy_median=lab.median() if len(lab) else None)
+                      psnr_median=col(d, 'psnr').median(), baseline_ssim=col(d, 'baseline_ssim').median(),
+                      gain=gain, gain_lo=g_lo, gain_hi=g_hi, label_accuracy=acc, label_accuracy_lo=a_lo,
+                      label_accuracy_hi=a_hi, label_chance=chance, verdict=verdict(g_lo, a_lo, chance, len(d)))
     return out
+
+def run_verdict(leakage:dict)->str:
+    "What leaks in a run over all its attacks (the leakage study's `verdict`): images if any image attack's SSIM gain over the mean image is above 0, labels if any attack's label accuracy is above its chance, both with 95% confidence."
+    from dp_leakage.scoring import verdict
+    if not leakage: return 'not attacked'
+    ok = lambda v: v is not None and not math.isnan(v)
+    gain = max((s['gain_lo'] for s in leakage.values() if ok(s['gain_lo'])), default=-math.inf)
+    margin = max((s['label_accuracy_lo'] - s['label_chance'] for s in leakage.values()
+                  if ok(s['label_accuracy_lo']) and ok(s['label_chance'])), default=-math.inf)
+    return verdict(gain, margin, 0., max(s['n'] for s in leakage.values()))
 
 class FederationLog:
     "Per-round records of one federation, written to `out` (if given) after every round."
@@ -576,15 +685,16 @@ class FederationLog:
             v = [r[k] for r in rows if r.get(k) is not None]
             return float(np.median(v)) if v else None
         first = [a for a in at if a['attack'] == self.cfg.attack]
-        unr = [a for a in at if a['attack'] != self.cfg.attack]
-        labs = [a for a in first if a.get('label_accuracy') is not None]
+        unr = [a for a in at if a['attack'] == 'unrolled_' + self.cfg.attack]
+        labs = [a for a in self.attacks if a['round'] == rnd and a['attack'] == 'label_counts']
         self.rounds.append(dict(round=rnd, method=self.cfg.method, local_steps=self.cfg.local_steps,
                                 sampled=self.cfg.sampled, accuracy=accuracy, test_loss=test_loss, epsilon=epsilon,
                                 epsilon_unit=FED_METHODS[self.cfg.method].unit if epsilon is not None else None,
                                 delta=self.cfg.delta, train_loss=med(cl, 'train_loss'), update_norm=med(cl, 'update_norm'),
                                 attacked=len(first), ssim=med(first, 'ssim'), ssim_min=min([a['ssim'] for a in first], default=None),
                                 ssim_max=max([a['ssim'] for a in first], default=None), psnr=med(first, 'psnr'),
-                                label_accuracy=med(labs, 'label_accuracy'), unrolled_ssim=med(unr, 'ssim'),
+                                label_accuracy=med(labs, 'label_accuracy'), label_chance=med(labs, 'label_chance'),
+                                refused=sum(bool(c.get('refused')) for c in cl), unrolled_ssim=med(unr, 'ssim'),
                                 seconds=time.time() - self.t0))
         self.write()
 
@@ -601,7 +711,8 @@ class FederationLog:
         return json_safe(dict(config=config_dict(self.cfg), **asdict(self.cfg), accuracy=last.get('accuracy'),
                               epsilon_spent=last.get('epsilon'), epsilon_unit=FED_METHODS[self.cfg.method].unit,
                               seconds=time.time() - self.t0, rounds_run=max([r['round'] for r in self.rounds], default=0),
-                              leakage=leakage_summary(self.attacks), attacks=self.attacks, per_round=self.rounds))
+                              leakage=(lk := leakage_summary(self.attacks)), verdict=run_verdict(lk), attacks=self.attacks,
+                              per_round=self.rounds))
 
     def finish(self)->dict:
         "Write `result.json` (last: its presence means the run is complete); returns the result."
@@ -610,11 +721,6 @@ class FederationLog:
         return res
 
 # %% ../nbs/40_federated.ipynb #c7390bb6
-@lru_cache(maxsize=4)
-def test_data(test_size:int, data_root:str='')->tuple[torch.Tensor, torch.Tensor]:
-    "The first `test_size` images of the MNIST test set (1 x 32 x 32 in [0, 1]) and labels."
-    return images(range(test_size), False, data_root)
-
 @torch.no_grad()
 def evaluate_model(model:nn.Module, x:torch.Tensor, y:torch.Tensor, bs:int=1000)->tuple[float, float]:
     "Accuracy and mean cross-entropy of `model` on (`x`, `y`)."
@@ -637,17 +743,20 @@ class CuriousServer:
 
     def observe(self, rnd:int, updates:list[tuple[int, dict, dict, dict]], aggregate:dict|None=None):
         "`updates`: (partition id, new weights or None, metrics, truth) per client; `aggregate`: what SecAgg+ revealed."
-        for pid, new, m, _ in sorted(updates, key=lambda u: u[0]):
+        updates = sorted(updates, key=lambda u: u[0])
+        for pid, new, m, _ in updates:
             eps = float(m['epsilon'])
             self.log.add_client(round=rnd, client=pid, train_loss=float(m['train-loss']), epsilon=None if eps < 0 else eps,
-                                update_norm=None if new is None else update_norm(self.sent, new))
-        if rnd not in attack_rounds(self.cfg): return
-        if aggregate is not None: targets = [(-1, aggregate, [u[3] for u in updates])]
-        else: targets = [(pid, new, [t]) for pid, new, _, t in sorted(updates, key=lambda u: u[0])[:self.cfg.attack_clients]]
-        for pid, new, truth in targets:
-            for row in attack_update(self.model, self.sent, new, truth, self.cfg, seed=round_seed(self.cfg, rnd, pid)):
-                self.log.add_attack(round=rnd, client=pid, method=self.cfg.method, local_steps=self.cfg.local_steps,
-                                    batch_size=self.cfg.batch_size, **row)
+                                refused=bool(int(m.get('refused', 0))), update_norm=None if new is None else update_norm(self.sent, new))
+        live = [u for u in updates if not int(u[2].get('refused', 0))]   # a refusing client sent back what it got
+        seen = [(-1, aggregate, [u[3] for u in live])] if aggregate is not None else [(pid, new, [t]) for pid, new, _, t in live]
+        rows = [(pid, attack_labels(self.model, self.sent, new, truth, self.cfg)) for pid, new, truth in seen] if self.cfg.label_attack else []
+        if rnd in attack_rounds(self.cfg):
+            rows += [(pid, row) for pid, new, truth in seen[:self.cfg.attack_clients]
+                     for row in attack_update(self.model, self.sent, new, truth, self.cfg, seed=round_seed(self.cfg, rnd, pid))]
+        for pid, row in rows:
+            self.log.add_attack(round=rnd, client=pid, method=self.cfg.method, local_steps=self.cfg.local_steps,
+                                batch_size=self.cfg.batch_size, **row)
 
 class CuriousStrategy(Strategy):
     "Message-API strategy wrapper: the curious server looks at every client's update before it is aggregated."
@@ -662,7 +771,8 @@ class CuriousStrategy(Strategy):
         if bad: raise RuntimeError(f"{len(bad)} client(s) failed in round {server_round}: {bad[0].error.reason}")
         self.spy.observe(server_round, [(int(r.content['metrics']['partition-id']), r.content['arrays'].to_torch_state_dict(),
                                          r.content['metrics'], json.loads(r.content['truth']['json'])) for r in replies])
-        return self.strategy.aggregate_train(server_round, replies)
+        kept = [r for r in replies if not int(r.content['metrics'].get('refused', 0))]   # refusals are not averaged in
+        return self.strategy.aggregate_train(server_round, kept)
     def configure_evaluate(self, server_round, arrays, config, grid):
         return self.strategy.configure_evaluate(server_round, arrays, config, grid)
     def aggregate_evaluate(self, server_round, replies): return self.strategy.aggregate_evaluate(server_round, replies)
@@ -676,8 +786,12 @@ def _evaluator(cfg:FedConfig, log:FederationLog)->Callable:
         return acc, loss
     return evaluate
 
-def serve(grid:Grid, cfg:FedConfig, log:FederationLog)->None:
-    "Run the federation described by `cfg` on `grid` (Message API), recording into `log`."
+def _train_config(cfg:FedConfig, device:str|None)->dict:
+    "What the server sends with every training message: the settings, and the clients' device if the run fixes one."
+    return {'fedconfig': cfg.to_json(), **({} if device is None else {'device': device})}
+
+def serve(grid:Grid, cfg:FedConfig, log:FederationLog, device:str|None=None)->None:
+    "Run the federation described by `cfg` on `grid` (Message API), recording into `log`; clients train on `device` (None: their own default)."
     torch.manual_seed(cfg.seed); random.seed(cfg.seed)   # the initial model; Flower's sampler uses `random`
     model = create_model(cfg.model)
     base = FedAvg(fraction_train=cfg.fraction, fraction_evaluate=0.0, min_train_nodes=cfg.sampled,
@@ -689,14 +803,14 @@ def serve(grid:Grid, cfg:FedConfig, log:FederationLog)->None:
         acc, loss = evaluate(rnd, arrays.to_torch_state_dict())
         return MetricRecord({'accuracy': acc, 'loss': loss})
     strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=cfg.rounds,
-                   train_config=ConfigRecord({'fedconfig': cfg.to_json()}), evaluate_fn=evaluate_fn)
+                   train_config=ConfigRecord(_train_config(cfg, device)), evaluate_fn=evaluate_fn)
 
 class SecAggFedAvg(LegacyFedAvg):
     "Legacy FedAvg for the SecAgg+ workflow: every result carries only the aggregate, which the curious server attacks."
-    def __init__(self, cfg:FedConfig, spy:CuriousServer, evaluate:Callable, names:list[str], **kw):
+    def __init__(self, cfg:FedConfig, spy:CuriousServer, evaluate:Callable, names:list[str], device:str|None=None, **kw):
         self.cfg, self.spy, self.names = cfg, spy, names
         super().__init__(fraction_fit=cfg.fraction, fraction_evaluate=0.0, min_fit_clients=cfg.sampled,
-                         min_available_clients=cfg.clients, on_fit_config_fn=lambda r: {'fedconfig': cfg.to_json(), 'server-round': r},
+                         min_available_clients=cfg.clients, on_fit_config_fn=lambda r: {**_train_config(cfg, device), 'server-round': r},
                          evaluate_fn=self._evaluate, accept_failures=False, **kw)
         self._eval = evaluate
     def _state(self, nd): return {k: torch.as_tensor(v) for k, v in zip(self.names, nd)}
@@ -715,14 +829,14 @@ class SecAggFedAvg(LegacyFedAvg):
                                         for _, fr in results], aggregate=agg)
         return super().aggregate_fit(server_round, results, failures)
 
-def serve_secagg(grid:Grid, context:Context, cfg:FedConfig, log:FederationLog)->None:
-    "Run the federation with Flower's SecAgg+ workflow (legacy API), recording into `log`."
+def serve_secagg(grid:Grid, context:Context, cfg:FedConfig, log:FederationLog, device:str|None=None)->None:
+    "Run the federation with Flower's SecAgg+ workflow (legacy API), recording into `log`; clients train on `device`."
     from flwr.common import ndarrays_to_parameters
     torch.manual_seed(cfg.seed); random.seed(cfg.seed)
     model = create_model(cfg.model)
     names = list(model.state_dict())
     evaluate = _evaluator(cfg, log)
-    strategy = SecAggFedAvg(cfg, CuriousServer(cfg, log), evaluate, names,
+    strategy = SecAggFedAvg(cfg, CuriousServer(cfg, log), evaluate, names, device,
                             initial_parameters=ndarrays_to_parameters([v.numpy() for v in model.state_dict().values()]))
     ctx = LegacyContext(context=context, config=ServerConfig(num_rounds=cfg.rounds), strategy=strategy)
     # every sampled client shares its keys with all others; half of the shares (at least 2) reconstruct a secret
@@ -739,23 +853,28 @@ def _quiet(level=logging.WARNING):
 
 def backend_config(cpus:int|None=None, # CPUs Ray may use (default: all of this machine's)
                    cpus_per_client:float=1., # CPUs one client's training takes
-                   address:str|None=None # an existing Ray cluster ('auto' or 'ray://host:10001'); None: start one here
+                   address:str|None=None, # an existing Ray cluster ('auto' or 'ray://host:10001'); None: start one here
+                   gpus_per_client:float=0. # share of a GPU each client asks Ray for (0: CPU-only clients)
                   )->dict:
-    "Flower's simulation backend config: CPU-only clients, no dashboard."
+    "Flower's simulation backend config: the resources each client actor asks for, no dashboard."
     init = dict(include_dashboard=False, log_to_driver=False)
     if address: init['address'] = address
     else: init['num_cpus'] = int(cpus or os.cpu_count() or 1)
-    return {'client_resources': {'num_cpus': cpus_per_client, 'num_gpus': 0.0}, 'init_args': init}
+    return {'client_resources': {'num_cpus': cpus_per_client, 'num_gpus': float(gpus_per_client)}, 'init_args': init}
 
 def run_federation(cfg:FedConfig, # the federation
                    out:str|Path|None=None, # run folder for the records (None: keep them in memory)
                    cpus:int|None=None, # Ray CPUs (default: all)
                    address:str|None=None, # an existing Ray cluster to run on instead of a local one
-                   verbose:bool=False # show Flower's INFO logs
+                   verbose:bool=False, # show Flower's INFO logs
+                   device:str|None=None # where the clients train ('cpu', 'cuda', 'cuda:N'; None: CUDA when available, else CPU)
                   )->dict:
     "Run `cfg` in Flower's simulation; returns the result (also written to `out/result.json`) with its tables."
     from flwr.simulation import run_simulation
     import ray
+    device = check_device(device)
+    # on a GPU, as many clients share it as train at once on the CPUs; Ray then places each client on a GPU
+    gpus = 0. if device == 'cpu' else 1 / max(1, int(cpus or os.cpu_count() or 1))
     os.environ['DP_LEAKAGE_DATA'] = str(data_root(cfg.data_root or None))  # Ray workers inherit the environment
     os.environ.setdefault('DP_LEAKAGE_CACHE', str(cache_dir()))
     os.environ.setdefault('FLWR_TELEMETRY_ENABLED', '0')
@@ -766,15 +885,15 @@ def run_federation(cfg:FedConfig, # the federation
     secagg = FED_METHODS[cfg.method].secagg
     @server_app.main()
     def _main(grid:Grid, context:Context):
-        if secagg: serve_secagg(grid, context, cfg, log)
-        else: serve(grid, cfg, log)
+        if secagg: serve_secagg(grid, context, cfg, log, device)
+        else: serve(grid, cfg, log, device)
     mod = importlib.import_module('dp_leakage.federated')
     client = mod.secagg_client_app if secagg else mod.client_app
     try:
         with _quiet(logging.INFO if verbose else logging.ERROR), warnings.catch_warnings():
             warnings.simplefilter('ignore')
             run_simulation(server_app=server_app, client_app=client, num_supernodes=cfg.clients,
-                           backend_config=backend_config(cpus, address=address))
+                           backend_config=backend_config(cpus, address=address, gpus_per_client=gpus))
     finally:
         if ray.is_initialized(): ray.shutdown()
     if len(log.rounds) != cfg.rounds + 1:
@@ -821,14 +940,16 @@ def compare(cfg:FedConfig, # settings shared by all runs (its method and local_s
             out:str|Path='runs/federated/compare', # the comparison's folder
             cpus:int|None=None, # Ray CPUs
             address:str|None=None, # an existing Ray cluster
-            resume:bool=True # reuse complete runs of the same configuration (False: run them all again)
+            resume:bool=True, # reuse complete runs of the same configuration (False: run them all again)
+            device:str|None=None # where the clients train (None: CUDA when available, else CPU)
            )->pd.DataFrame:
     "Run `cfg` with every method and number of local steps (complete runs of the same config are reused); the per-round table."
     steps = [cfg.local_steps] if local_steps is None else [int(k) for k in local_steps]
-    res = run_all([replace(cfg, method=m, local_steps=k) for k in steps for m in methods], out, cpus, address, resume)
+    res = run_all([replace(cfg, method=m, local_steps=k) for k in steps for m in methods], out, cpus, address, resume, device)
     return pd.DataFrame([r for x in res for r in x['per_round']])
 
-def run_all(cfgs:list[FedConfig], out:str|Path, cpus:int|None=None, address:str|None=None, resume:bool=True)->list[dict]:
+def run_all(cfgs:list[FedConfig], out:str|Path, cpus:int|None=None, address:str|None=None, resume:bool=True,
+            device:str|None=None)->list[dict]:
     "Run every config into `out/run_name(c)` (reusing complete runs of the same config), with a progress bar; their results."
     from fastprogress.fastprogress import progress_bar
     out = Path(out)
@@ -838,23 +959,23 @@ def run_all(cfgs:list[FedConfig], out:str|Path, cpus:int|None=None, address:str|
         diff = stored_diff(out/run_name(c), c)
         if resume and diff == '': continue
         if diff: print(f"rerunning {run_name(c)}: {diff}")
-        run_federation(c, out/run_name(c), cpus=cpus, address=address)
+        run_federation(c, out/run_name(c), cpus=cpus, address=address, device=device)
     return [json.loads((out/run_name(c)/'result.json').read_text()) for c in cfgs]
 
 def secagg_curve(cfg:FedConfig, # the federation (method and fraction are replaced)
                  sizes=(1, 2, 4, 8), # clients per round M (1: one client's update in the clear; >= 2: SecAgg+ aggregate)
-                 out:str|Path='runs/federated/secagg', cpus:int|None=None, address:str|None=None, resume:bool=True
-                )->pd.DataFrame:
+                 out:str|Path='runs/federated/secagg', cpus:int|None=None, address:str|None=None, resume:bool=True,
+                 device:str|None=None)->pd.DataFrame:
     "Attack the only update the server sees as the number M of clients SecAgg+ sums grows; the attack rows."
     cfgs = [replace(cfg, method='none' if m == 1 else 'secagg', fraction=m/cfg.clients) for m in sizes]
     for m, c in zip(sizes, cfgs):
         if c.sampled != m: raise UserError(f"{m} clients per round is not a fraction of {cfg.clients} clients: use sizes <= clients")
-    return pd.DataFrame([a for r in run_all(cfgs, out, cpus, address, resume) for a in r['attacks']])
+    return pd.DataFrame([a for r in run_all(cfgs, out, cpus, address, resume, device) for a in r['attacks']])
 
 def round_table(t:pd.DataFrame)->pd.DataFrame:
     "Per method, local steps and round: accuracy, epsilon spent (with unit) and the attacks' median SSIM / label accuracy."
-    cols = ['method', 'local_steps', 'round', 'accuracy', 'epsilon', 'epsilon_unit', 'attacked', 'ssim', 'ssim_min', 'ssim_max',
-            'label_accuracy', 'unrolled_ssim']
+    cols = ['method', 'local_steps', 'round', 'accuracy', 'epsilon', 'epsilon_unit', 'refused', 'attacked', 'ssim', 'ssim_min',
+            'ssim_max', 'unrolled_ssim', 'label_accuracy', 'label_chance']
     return t[[c for c in cols if c in t]].round(4)
 
 def summary_table(out:str|Path, methods=None)->pd.DataFrame:
@@ -864,16 +985,33 @@ def summary_table(out:str|Path, methods=None)->pd.DataFrame:
         if methods is not None and res['method'] not in methods: continue
         base = dict(method=res['method'], clients=res['clients'], sampled=round(res['config']['fraction'] * res['clients']),
                     local_steps=res['local_steps'], accuracy=res['accuracy'], epsilon=res['epsilon_spent'],
-                    epsilon_unit=res['epsilon_unit'], minutes=res['seconds'] / 60)
+                    epsilon_unit=res['epsilon_unit'], run_verdict=res.get('verdict'), minutes=res['seconds'] / 60)
         for a, s in (res['leakage'] or {'-': {}}).items(): rows.append(dict(base, attack=a, **s))
+    return pd.DataFrame(rows)
+
+def format_summary(t:pd.DataFrame # rows of `summary_table`
+                  )->pd.DataFrame:
+    "`summary_table` as text cells for a report: epsilon with its unit, SSIM median [IQR], label accuracy [95% CI] beside chance, verdicts."
+    num = lambda v, d=3: '–' if v is None or v != v else f'{v:.{d}f}'
+    get = lambda r, k: r[k] if k in r else None
+    rows = [{'Method': r.method, 'sampled': r.sampled, 'local steps': r.local_steps, 'test accuracy': num(r.accuracy),
+             'ε spent (unit)': '–' if r.epsilon is None or r.epsilon != r.epsilon else f"{r.epsilon:.2f} ({r.epsilon_unit})",
+             'attack': r.attack, 'updates attacked': get(r, 'n'),
+             'SSIM median [IQR]': '–' if get(r, 'ssim_median') is None or r.ssim_median != r.ssim_median
+                                  else f"{r.ssim_median:.3f} [{r.ssim_q1:.3f}, {r.ssim_q3:.3f}]",
+             'mean-image SSIM': num(get(r, 'baseline_ssim')),
+             'label accuracy [95% CI]': '–' if get(r, 'label_accuracy') is None or r.label_accuracy != r.label_accuracy
+                                        else f"{r.label_accuracy:.3f} [{num(r.label_accuracy_lo)}, {num(r.label_accuracy_hi)}]",
+             'label chance': num(get(r, 'label_chance')), 'verdict': get(r, 'verdict') or '–',
+             'run verdict': get(r, 'run_verdict') or '–', 'minutes': num(r.minutes, 1)} for _, r in t.iterrows()]
     return pd.DataFrame(rows)
 
 def plot_rounds(t:pd.DataFrame, # rows of `load_rounds` / `compare`
                 path:str|Path|None=None, # where to save the figure (PNG)
                 dpi:int=80):
-    "Global test accuracy and the attacked updates' median SSIM (range shaded) per round, one line per method."
+    "Global test accuracy, the image attack's median SSIM (range shaded) and the label-count attack's accuracy (chance dotted) per round, one line per method."
     import matplotlib.pyplot as plt
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4))
     colours = {m: f'C{i}' for i, m in enumerate(dict.fromkeys(t.method))}
     styles = {k: ls for k, ls in zip(sorted(t.local_steps.unique()), ('-', '--', ':', '-.'))}
     for (m, k), d in t.groupby(['method', 'local_steps'], sort=False):
@@ -884,8 +1022,13 @@ def plot_rounds(t:pd.DataFrame, # rows of `load_rounds` / `compare`
         if len(s):
             a2.plot(s['round'], s.ssim.astype(float), marker='o', **kw)
             a2.fill_between(s['round'], s.ssim_min.astype(float), s.ssim_max.astype(float), color=colours[m], alpha=.15)
+        l = d.dropna(subset=['label_accuracy']) if 'label_accuracy' in d else d.iloc[:0]
+        if len(l):
+            a3.plot(l['round'], l.label_accuracy.astype(float), **kw)
+            a3.plot(l['round'], l.label_chance.astype(float), color=colours[m], ls=':', lw=1)
     a1.set(xlabel='round', ylabel='global test accuracy', title='Accuracy of the global model', ylim=(0, 1))
-    a2.set(xlabel='round', ylabel='SSIM of reconstruction', title="Curious server's attack (median, range)", ylim=(-0.1, 1.05))
+    a2.set(xlabel='round', ylabel='SSIM of reconstruction', title="Curious server's image attack (median, range)", ylim=(-0.1, 1.05))
+    a3.set(xlabel='round', ylabel='label accuracy (dotted: chance)', title="Label-count attack (median over updates)", ylim=(0, 1.05))
     a2.legend(*a1.get_legend_handles_labels(), fontsize=7, loc='upper right', ncol=2)   # the SSIM panel has room at the top
     fig.tight_layout()
     if path is not None: save_figure(fig, path, dpi=dpi)
@@ -930,6 +1073,7 @@ def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, 
                   rounds:int=30, # FedAvg rounds
                   partition:str='iid', # 'iid' or 'label_skew'
                   epsilon:float=8.0, # privacy budget over the federation (dpsgd: per example; flower_*_dp: per client)
+                  max_participations:int=8, # dpsgd, flower_local_dp: rounds a client trains in at most (noise planned for these; 0: all)
                   local_steps:str='38', # local SGD steps per round, comma-separated to compare several
                   batch_size:int=32, # client batch size
                   lr:float=0.1, # client learning rate
@@ -940,7 +1084,8 @@ def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, 
                   attack:str='ig', # the curious server's one-gradient attack
                   unrolled:bool=True, # also run the attack that simulates the local steps (K > 1, small updates)
                   attack_every:int=10, # attack in round 1 and every this many rounds
-                  attack_clients:int=2, # updates attacked per attacked round (0: no attack)
+                  attack_clients:int=1, # updates the image attacks target per attacked round (0: no image attack)
+                  label_attack:bool=True, # run the label-count attack on every update the server sees
                   attack_iterations:int=100, # attack iterations
                   seed:int=0, # seed
                   data_root:str='', # MNIST data root ('' = $DP_LEAKAGE_DATA)
@@ -950,6 +1095,7 @@ def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, 
                   resume:bool=True, # reuse complete runs of exactly the same configuration
                   figure:str=None, # also save the accuracy/SSIM figure here
                   threads:int=None, # torch threads of the server process (clients use 1 each)
+                  device:str=None, # where the clients train: 'cpu', 'cuda', 'cuda:N' (default: CUDA when available, else CPU)
                   debug:bool=False # show tracebacks
                  ):
     "Run federations on Flower's simulation with a curious server; print accuracy, epsilon (with unit) and leakage per round."
@@ -959,15 +1105,16 @@ def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, 
                     local_steps=steps[0] if steps else 0, batch_size=batch_size, lr=lr, train_size=train_size,
                     test_size=test_size, model=model, clip_norm=clip_norm, attack=attack, unrolled=unrolled,
                     attack_every=attack_every, attack_clients=attack_clients, attack_iterations=attack_iterations,
-                    seed=seed, data_root=data_root)
+                    label_attack=label_attack, max_participations=max_participations, seed=seed, data_root=data_root)
+    device = check_device(device)
     methods = as_names(method)
     for m in methods:
         for k in steps: replace(cfg, method=m, local_steps=k)   # validate every run before the first one
-    t = compare(cfg, methods, steps, out=out, cpus=cpus, address=address, resume=resume)
+    t = compare(cfg, methods, steps, out=out, cpus=cpus, address=address, resume=resume, device=device)
     with pd.option_context('display.width', 250, 'display.max_rows', 1000, 'display.max_columns', 30):
         print(round_table(t).to_string(index=False))
         s = summary_table(out, methods)
         s = s[s.local_steps.isin(steps)]
-        print('\nfinal accuracy, epsilon (unit) and leakage over all attacked updates and rounds:')
-        print(s.round(4).to_string(index=False))
+        print('\nfinal accuracy, epsilon (unit) and leakage over all attacked updates and rounds, with verdicts:')
+        print(format_summary(s).to_string(index=False))
     if figure: plot_rounds(t, figure); print(f'figure: {figure}')
