@@ -27,16 +27,16 @@ from torch.utils.data import DataLoader, TensorDataset
 from .data import UserError, atomic_write_text, save_figure
 from .models import create_model, get_spec
 from .privacy import DPSGD, GRAD_SAMPLE_MODE, MethodConfig
-from .records import command, config_dict, config_diff, config_id, read_json, to_markdown, write_json
+from .records import check_device, command, config_dict, config_diff, config_id, read_json, to_markdown, write_json
 from .train import PDP_KAPPA, TRAIN_SETTINGS, TrainConfig, HeadOnFeatures, fit, load_data, make_train_method, mean_ci
 
 # %% auto #0
-__all__ = ['ONE_RUN_KS', 'BUILDS', 'FEATURES', 'ACCOUNTING_TOLERANCE', 'AUDITS', 'PDP_KAPPAS', 'clopper_pearson',
+__all__ = ['ONE_RUN_KS', 'BUILDS', 'FEATURES', 'RUN_SETTINGS', 'ACCOUNTING_TOLERANCE', 'AUDITS', 'PDP_KAPPAS', 'clopper_pearson',
            'epsilon_from_counts', 'threshold_audit', 'one_run_p_value', 'one_run_epsilon', 'one_run_audit',
-           'CanaryDPOptimizer', 'Build', 'make_dpsgd', 'CanaryConfig', 'canary_audit', 'pld_epsilon', 'opacus_epsilon',
-           'check_accounting', 'check_records', 'signed_logit', 'lira_scores', 'tpr_at_fpr', 'attack_metrics',
-           'MIAConfig', 'train_models', 'mia_attacks', 'mia_audit', 'run_audit', 'config_from_params', 'audit_plan',
-           'audit_table', 'audit_markdown', 'audit_figure', 'audit_cli']
+           'CanaryDPOptimizer', 'Build', 'make_dpsgd', 'audit_identity', 'CanaryConfig', 'canary_audit', 'pld_epsilon',
+           'opacus_epsilon', 'check_accounting', 'check_records', 'signed_logit', 'lira_scores', 'tpr_at_fpr',
+           'attack_metrics', 'MIAConfig', 'train_models', 'mia_attacks', 'mia_audit', 'run_audit', 'config_from_params',
+           'audit_plan', 'audit_table', 'audit_markdown', 'audit_figure', 'audit_cli']
 
 # %% ../nbs/12_audit.ipynb #f719dde0
 def clopper_pearson(k, # successes (an int or an array)
@@ -230,6 +230,12 @@ def make_dpsgd(build:Build, # the build
 
 # %% ../nbs/12_audit.ipynb #52ab1bcf
 FEATURES = ('random', 'efficientnet_lite0', 'resnet50', 'dinov2_reg')   # 'random', or a 'head' model's cached features
+RUN_SETTINGS = ('device',)   # where an audit runs, not what it is: stored in its record, left out of its identity
+
+def audit_identity(cfg)->dict:
+    "An audit run's identity: its whole configuration (`records.config_dict`) except `RUN_SETTINGS`, as an output folder is."
+    return {k: v for k, v in config_dict(cfg).items() if k not in RUN_SETTINGS}
+
 
 @dataclass(frozen=True)
 class CanaryConfig:
@@ -251,6 +257,7 @@ class CanaryConfig:
     confidence: float = 0.95       # probability that the bound holds
     seed: int = 0                  # seed of data, inclusion, canaries, sampling and noise
     data_root: str|None = None     # data root for backbone features
+    device: str|None = None        # torch device (None: 'cuda' when available, else 'cpu'); where it runs, not what it is
 
     def __post_init__(self):
         if self.build not in BUILDS: raise UserError(f"unknown build {self.build!r}: use one of {', '.join(BUILDS)}")
@@ -264,10 +271,11 @@ class CanaryConfig:
         if not (isinstance(self.epsilon, (int, float)) and 0 < self.epsilon < math.inf): raise UserError(f"epsilon must be a finite number > 0, not {self.epsilon!r}")
         if not 0 < self.delta < 1: raise UserError(f"delta must be in (0, 1), not {self.delta!r}")
         if not 0 < self.confidence < 1: raise UserError(f"confidence must be in (0, 1), not {self.confidence!r}")
+        object.__setattr__(self, 'device', check_device(self.device))
 
     @property
     def name(self)->str:
-        return f"canary-{self.canary}-{self.build}-eps{self.epsilon:g}-{self.features}-m{self.canaries}-s{self.seed}-{config_id(self)}"
+        return f"canary-{self.canary}-{self.build}-eps{self.epsilon:g}-{self.features}-m{self.canaries}-s{self.seed}-{config_id(audit_identity(self))}"
 
 # %% ../nbs/12_audit.ipynb #e975b5bd
 def _canary_data(cfg:CanaryConfig, g:torch.Generator):
@@ -296,29 +304,31 @@ def canary_audit(cfg:CanaryConfig, # the run
                 )->dict:
     "Train once with canaries under `cfg.build` and return the one-run epsilon lower bound with its details."
     t0 = time.time()
-    build, g = BUILDS[cfg.build], torch.Generator().manual_seed(cfg.seed)
+    dev = torch.device(cfg.device)
+    build, g = BUILDS[cfg.build], torch.Generator().manual_seed(cfg.seed)   # data, inclusion, canaries, sampling: on the CPU
+    g_noise = g if dev.type == 'cpu' else torch.Generator(device=dev).manual_seed(cfg.seed + 10_000)   # CPU runs: one stream, as ever
     torch.manual_seed(cfg.seed)
     x, y, xc, yc = _canary_data(cfg, g)
     m, n, dim = cfg.canaries, len(x), x.shape[1]
     included = torch.rand(m, generator=g) < 0.5
     ids = torch.arange(m)[included]
     grad = cfg.canary == 'gradient'
-    xs = torch.cat([x, torch.zeros(len(ids), dim) if grad else xc[ids]])
-    ys = torch.cat([y, torch.zeros(len(ids)) if grad else yc[ids]])
-    rows = torch.cat([torch.full((n,), -1, dtype=torch.long), ids])
+    xs = torch.cat([x, torch.zeros(len(ids), dim) if grad else xc[ids]]).to(dev)
+    ys = torch.cat([y, torch.zeros(len(ids)) if grad else yc[ids]]).to(dev)
+    rows = torch.cat([torch.full((n,), -1, dtype=torch.long), ids]).to(dev)
     N = len(xs)
     bs = max(1, round(cfg.sample_rate * N))
     loader = DataLoader(TensorDataset(xs, ys, rows), batch_size=bs, shuffle=True, generator=g)
     epochs = math.ceil(cfg.steps / len(loader))
-    net = HeadOnFeatures(nn.Linear(dim, 1))
+    net = HeadOnFeatures(nn.Linear(dim, 1)).to(dev)
     params = list(net.parameters())
-    U = torch.randn(m, sum(p.numel() for p in params), generator=g)
+    U = torch.randn(m, sum(p.numel() for p in params), generator=g).to(dev)
     U = U / U.norm(dim=1, keepdim=True)
     meth = make_dpsgd(build, cfg.epsilon, cfg.delta, cfg.max_grad_norm, cfg.grad_sample_mode)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*(Secure RNG|Full backward hook|non-full backward hook|Optimal order).*')
         model, opt, loader, crit = meth.prepare(net, torch.optim.SGD(params, lr=cfg.lr), loader, nn.BCEWithLogitsLoss(),
-                                                epochs=epochs, generator=g)
+                                                epochs=epochs, generator=g_noise)
     if grad: opt.canary_grads = U * cfg.canary_norm
     flat = lambda: torch.cat([p.detach().flatten() for p in params])
     scale = opt.expected_batch_size / cfg.lr / cfg.max_grad_norm   # parameter change -> noisy sum in units of C
@@ -342,9 +352,9 @@ def canary_audit(cfg:CanaryConfig, # the run
     meth.cleanup()
     if grad: score, sigma_hat = _lr_score(torch.stack(Y), meth.sample_rate)
     else:
-        with torch.no_grad(): score, sigma_hat = -F.binary_cross_entropy_with_logits(net(xc), yc, reduction='none'), None
+        with torch.no_grad(): score, sigma_hat = -F.binary_cross_entropy_with_logits(net(xc.to(dev)), yc.to(dev), reduction='none'), None
     acc = meth.accounting()
-    res = one_run_audit(score.numpy(), included.numpy(), cfg.delta, cfg.confidence)
+    res = one_run_audit(score.cpu().numpy(), included.numpy(), cfg.delta, cfg.confidence)
     return dict(**res, claimed_epsilon=acc['epsilon_spent'], noise_multiplier=acc['noise_multiplier'],
                 sample_rate=acc['sample_rate'], steps=acc['steps'], accountant=acc['accountant'], sigma_hat=sigma_hat,
                 exceeds_claim=res['epsilon_lower'] > acc['epsilon_spent'], n_real=n, included=int(included.sum()),
@@ -458,6 +468,7 @@ class MIAConfig:
     confidence: float = 0.95       # probability that the bounds hold
     seed: int = 0                  # seed of inclusion draws, initialisation, sampling and noise
     data_root: str|None = None     # data root
+    device: str|None = None        # torch device of the trainings (None: 'cuda' when available, else 'cpu'); not in the identity
 
     def __post_init__(self):
         kind = get_spec(self.model).kind
@@ -471,6 +482,7 @@ class MIAConfig:
             raise UserError(f"models must be an integer >= 3 (a target and at least two shadows), not {self.models!r}")
         if self.method != 'dpsgd': object.__setattr__(self, 'epsilon', None)   # not part of this run's identity
         if self.method != 'pdp': object.__setattr__(self, 'kappa', None)
+        object.__setattr__(self, 'device', check_device(self.device))
 
     @property
     def label(self)->str:
@@ -480,13 +492,13 @@ class MIAConfig:
 
     @property
     def name(self)->str:
-        return f"mia-{self.model}-{self.label.replace(' ', '')}-n{self.models}-s{self.seed}-{config_id(self)}"
+        return f"mia-{self.model}-{self.label.replace(' ', '')}-n{self.models}-s{self.seed}-{config_id(audit_identity(self))}"
 
     def train_config(self, seed:int)->TrainConfig:
         "The training grid's configuration of one of the models."
         return TrainConfig(model=self.model, method=self.method, epsilon=self.epsilon, delta=self.delta,
                            kappa=PDP_KAPPA if self.kappa is None else self.kappa, epochs=self.epochs, seed=seed,
-                           data_root=self.data_root, subset=self.subset)
+                           data_root=self.data_root, subset=self.subset, device=self.device)
 
 # %% ../nbs/12_audit.ipynb #b001bd84
 def _fresh_net(cfg:MIAConfig, dim:int, seed:int)->nn.Module:
@@ -495,8 +507,9 @@ def _fresh_net(cfg:MIAConfig, dim:int, seed:int)->nn.Module:
 
 @torch.no_grad()
 def _logits(net, x, bs=256):
-    was = net.training; net.eval()
-    z = torch.cat([net(x[i:i + bs]) for i in range(0, len(x), bs)])
+    "Logits of `x` computed on `net`'s device, returned on the CPU."
+    was, dev = net.training, next(net.parameters()).device; net.eval()
+    z = torch.cat([net(x[i:i + bs].to(dev)).cpu() for i in range(0, len(x), bs)])
     net.train(was)
     return z
 
@@ -558,9 +571,9 @@ def run_audit(cfg, # a `CanaryConfig` or `MIAConfig`
     path = Path(out)/cfg.name/'result.json'
     if path.exists():
         rec = read_json(path)
-        if config_diff(rec.get('config'), cfg) == '': return rec
+        if config_diff(rec.get('config'), audit_identity(cfg)) == '': return rec
     kind = _kind(cfg)
-    rec = dict(kind=kind, name=cfg.name, config=config_dict(cfg), **AUDITS[kind][1](cfg, progress=progress))
+    rec = dict(kind=kind, name=cfg.name, config=audit_identity(cfg), device=cfg.device, **AUDITS[kind][1](cfg, progress=progress))
     write_json(rec, path)
     return read_json(path)
 
@@ -590,19 +603,20 @@ def audit_plan(models=('efficientnet_lite0', 'cnn_gn'), # models for membership 
                canary_features:str='efficientnet_lite0', # real data of the canary audits
                canary_steps:int=10000, canary_rate:float=0.0025, # DP-SGD steps and sampling rate of the canary audits
                canary_seeds=(0, 1, 2), # seeds of the gradient-canary audits (input canaries: the first)
-               data_root=None # data root
+               data_root=None, # data root
+               device:str|None=None # torch device of every run (None: 'cuda' when available, else 'cpu')
               )->list:
     "The full audit: canary audits of every build, and membership inference on every setting of the training grid."
     from dp_leakage.train import TRAIN_EPSILONS
     epsilons = TRAIN_EPSILONS if epsilons is None else epsilons
     c = dict(features=canary_features, real=None if canary_features != 'random' else 200, steps=canary_steps,
-             sample_rate=canary_rate, data_root=data_root)
+             sample_rate=canary_rate, data_root=data_root, device=device)
     plan = [CanaryConfig(build=b, seed=int(s), **c) for s in canary_seeds for b in BUILDS]
     plan += [CanaryConfig(build=b, canary='input', seed=int(canary_seeds[0]), **c) for b in ('correct', 'noise_halved', 'no_clipping')]
     for m in models:
         head = get_spec(m).kind == 'head'
         n = head_models if head else scratch_models
-        kw = dict(model=m, models=n, data_root=data_root)
+        kw = dict(model=m, models=n, data_root=data_root, device=device)
         plan.append(MIAConfig(method='none', **kw))
         plan += [MIAConfig(method='dpsgd', epsilon=float(e), **kw) for e in (epsilons if head else scratch_epsilons)]
         plan += [MIAConfig(method='pdp', kappa=float(k), **kw) for k in (kappas if head else (PDP_KAPPA,))]
@@ -622,7 +636,7 @@ def _records(out, plan):
         p = Path(out)/c.name/'result.json'
         if p.exists():
             r = read_json(p)
-            if config_diff(r.get('config'), c) == '': recs.append((c, r))
+            if config_diff(r.get('config'), audit_identity(c)) == '': recs.append((c, r))
     return recs
 
 def audit_table(out:str|Path='runs/audit', # the records
@@ -696,6 +710,7 @@ def audit_cli(what:str='all', # 'canary', 'mia' or 'all'
               figure:str='static/audit_roc.png', # the log-log ROC figure ('' for none)
               train_records:str='runs/train', # training records whose epsilons are checked against dp-accounting ('' for none)
               data_root:str=None, # data root (default: $DP_LEAKAGE_DATA, else ./data)
+              device:str=None, # torch device: 'cpu', 'cuda' or 'cuda:N' (default: 'cuda' when available, else 'cpu'; not part of a run's identity)
               threads:int=None, # torch intra-op threads (default: what suits the machine)
               debug:bool=False # show tracebacks
              ):
@@ -705,7 +720,7 @@ def audit_cli(what:str='all', # 'canary', 'mia' or 'all'
     for m in ms:
         try: get_spec(m)
         except KeyError as e: raise UserError(f"unknown model {m!r} in --models: {e}") from None
-    plan = [c for c in audit_plan(ms, head_models, scratch_models, data_root=data_root)
+    plan = [c for c in audit_plan(ms, head_models, scratch_models, data_root=data_root, device=device)
             if what == 'all' or _kind(c) == what]
     recs = []
     for c in progress_bar(plan):

@@ -20,8 +20,9 @@ from .models import create_model, get_spec
 from .records import command
 
 # %% auto #0
-__all__ = ['FIGURES', 'interleaved', 'paired_ratio', 'fmt_ratio', 'step_fn', 'dp_step_times', 'peak_memory', 'memory_ratio',
-           'head_sweep_time', 'reference_dlg', 'dlg_vs_reference', 'batched_vs_sequential', 'bench_cli']
+__all__ = ['PHASES', 'TARGETS', 'FIGURES', 'interleaved', 'paired_ratio', 'fmt_ratio', 'step_fn', 'dp_step_times',
+           'step_breakdown', 'peak_memory', 'memory_ratio', 'head_sweep_time', 'reference_dlg', 'dlg_vs_reference',
+           'batched_vs_sequential', 'bench_block', 'bench_cli']
 
 # %% ../nbs/80_bench.ipynb #8c25c444
 def interleaved(fns:dict[str, Callable], # name -> a function to time (called without arguments)
@@ -58,7 +59,8 @@ def step_fn(model_name:str, # a registered model
             seed:int=0, # seed of the model and the batch
             lr:float=1e-3, # learning rate
             sgd:bool=False, # plain SGD instead of Adam
-            max_grad_norm:float=1.2 # clipping bound
+            max_grad_norm:float=1.2, # clipping bound
+            phases:dict|None=None # when given: each step appends the seconds of its phases to the lists phases[name]
            )->tuple[Callable, nn.Module]:
     "A function doing one training step of `model_name` on a fixed batch (private when `mode` is given), and the net."
     from opacus import PrivacyEngine
@@ -77,10 +79,26 @@ def step_fn(model_name:str, # a registered model
                                                                poisson_sampling=False, grad_sample_mode=mode)
         model, opt = out[0], out[1]
         if mode == 'ghost': crit = out[2]
+        if phases is not None:   # Opacus' own steps inside `opt.step()`, timed where they run
+            opt.clip_and_accumulate = _timed(opt.clip_and_accumulate, phases.setdefault('clipping', []))
+            opt.add_noise = _timed(opt.add_noise, phases.setdefault('noise', []))
     def step():
+        t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        crit(model(x), y).backward(); opt.step()
+        loss = crit(model(x), y); t1 = time.perf_counter()
+        loss.backward(); t2 = time.perf_counter()
+        opt.step(); t3 = time.perf_counter()
+        if phases is not None:
+            for k, v in (('forward', t1 - t0), ('backward', t2 - t1), ('optimizer', t3 - t2)): phases.setdefault(k, []).append(v)
     return step, net
+
+def _timed(f:Callable, times:list)->Callable:
+    "`f`, appending the seconds of each call to `times`."
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try: return f(*args, **kwargs)
+        finally: times.append(time.perf_counter() - t0)
+    return timed
 
 def _weights_after_one_step(model_name, mode, batch_size):
     step, net = step_fn(model_name, mode, batch_size, noise=0., sgd=True, lr=1.0, max_grad_norm=1e6)
@@ -93,17 +111,37 @@ def dp_step_times(model_name:str='cnn_gn', # a scratch model
                   repeats:int=7, # interleaved rounds
                   modes=('ew', 'hooks', 'functorch', 'ghost') # Opacus' modes to time
                  )->dict:
-    "Interleaved timings of a plain step and of each correct DP-SGD mode; the reason for each mode left out."
-    ref, fns, why = _weights_after_one_step(model_name, 'hooks', batch_size), {}, {}
-    fns['none'] = step_fn(model_name, None, batch_size)[0]
+    "Interleaved timings of a plain step and of each correct DP-SGD mode, the median seconds of each one's phases, and the reason for each mode left out."
+    ref, fns, why, ph = _weights_after_one_step(model_name, 'hooks', batch_size), {}, {}, {'none': {}}
+    fns['none'] = step_fn(model_name, None, batch_size, phases=ph['none'])[0]
     for mode in modes:
         try:
             w = _weights_after_one_step(model_name, mode, batch_size)
             if not torch.allclose(w, ref, atol=1e-4): raise AssertionError(f"{mode} moves the weights differently from hooks")
-            fns[mode] = step_fn(model_name, mode, batch_size)[0]
+            fns[mode] = step_fn(model_name, mode, batch_size, phases=ph.setdefault(mode, {}))[0]
         except Exception as e: why[mode] = f"{type(e).__name__}: {str(e)[:150]}"
     t = interleaved(fns, repeats=repeats, inner=steps)
-    return dict(table=t, ratios={m: paired_ratio(t, m, 'none') for m in fns if m != 'none'}, errors=why)
+    return dict(table=t, ratios={m: paired_ratio(t, m, 'none') for m in fns if m != 'none'}, errors=why,
+                phases={m: _phase_medians(p) for m, p in ph.items() if m in fns})
+
+PHASES = ('forward', 'backward', 'clipping', 'noise', 'optimizer')
+
+def _phase_medians(p:dict)->dict:
+    "Median seconds per phase; 'optimizer' is what the optimiser step takes besides Opacus' clipping and noise (where its optimiser calls them: `ghost`'s does not clip there)."
+    p = {k: np.asarray(v) for k, v in p.items() if len(v)}
+    for k in ('clipping', 'noise'):
+        if k in p: p['optimizer'] = p['optimizer'] - p[k]   # one call per step
+    return {k: float(np.median(p[k])) for k in PHASES if k in p}
+
+def step_breakdown(r:dict, # `dp_step_times`' result
+                   mode:str # a DP mode in it
+                  )->dict:
+    "Where the extra time of a `mode` step over a plain one goes: per phase, milliseconds and share of the extra time; and the ratio left by the backward pass alone."
+    a, b = r['phases'][mode], r['phases']['none']
+    extra = {k: a.get(k, 0.) - b.get(k, 0.) for k in PHASES}
+    total = sum(extra.values())
+    return dict(ms={k: 1000 * a.get(k, 0.) for k in PHASES}, plain_ms={k: 1000 * b[k] for k in b}, extra_ms={k: 1000 * v for k, v in extra.items()},
+                share={k: v / total for k, v in extra.items()}, backward_only_ratio=1 + extra['backward'] / sum(b.values()))
 
 # %% ../nbs/80_bench.ipynb #1d7e4231
 _MEM_PROBE = r'''
@@ -185,7 +223,8 @@ def reference_dlg(model:nn.Module, # the shared model
                   truth:torch.Tensor|None=None # score each step against this (None: unscored, for timing)
                  )->list[float]:
     "The original DLG procedure; the SSIM after each step when `truth` is given."
-    from dp_leakage.attack import _np, image_scores, l2_distance
+    from dp_leakage.attacks import l2_distance
+    from dp_leakage.scoring import _np, image_scores
     from dp_leakage.release import client_loss, trainable
     params = trainable(model)
     g = torch.Generator().manual_seed(seed)
@@ -210,7 +249,8 @@ def dlg_vs_reference(image:int=1, # MNIST training index of the victim
                      root=None # data root
                     )->dict:
     "Steps and seconds each procedure needs to reach SSIM `goal` (scoring excluded), and their paired ratio."
-    from dp_leakage.attack import attack_model, reconstruct
+    from dp_leakage.attack import attack_model
+    from dp_leakage.attacks import reconstruct
     from dp_leakage.release import release
     model = attack_model(0, 0, root)
     x, y = mnist_images([image], root=root)
@@ -230,31 +270,55 @@ def batched_vs_sequential(first:int=1, # first MNIST training index of the victi
                           K:int=16, # victims
                           iterations:int=30, # DLG iterations of each sequential victim
                           repeats:int=3, # interleaved rounds
-                          root=None # data root
+                          root=None, # data root
+                          max_factor:float=4. # give the batched run at most this many times the steps
                          )->dict:
-    "Seconds for K victims one at a time and jointly at the same median SSIM, and their paired ratio."
-    from dp_leakage.attack import _np, attack_model, batched_dlg, image_scores, reconstruct
+    "Seconds for K victims one at a time and at once at the same median SSIM, and their paired ratio."
+    from dp_leakage.attack import attack_model
+    from dp_leakage.attacks import batched_dlg, reconstruct
+    from dp_leakage.scoring import _np, image_scores
     from dp_leakage.release import release
     model = attack_model(0, 0, root)
     xs, ys = mnist_images(list(range(first, first + K)), root=root)
     gs = [release(model, xs[i:i+1], ys[i:i+1]) for i in range(K)]
     def sequential(): return [reconstruct('dlg', model, gs[i], shape=xs[i:i+1].shape, iterations=iterations, seed=i).images[0]
                               for i in range(K)]
+    def batched(n): return batched_dlg(model, gs, shape=xs.shape[1:], iterations=n)[0]
     med = lambda imgs: float(np.median([image_scores(_np(imgs[i]), _np(xs[i]))['ssim'] for i in range(K)]))
-    goal, found = med(sequential()), {}
-    def watch(step, imgs):
-        if med(imgs) >= goal: found['steps'] = step; return True
-    batched_dlg(model, gs, shape=xs.shape[1:], iterations=10 * iterations, callback=watch)
-    if 'steps' not in found: return dict(sequential_median_ssim=goal, batched_steps=None, ratio=None)
-    n = found['steps']
-    t = interleaved({'sequential': sequential,
-                     'batched': lambda: batched_dlg(model, gs, shape=xs.shape[1:], iterations=n, tol=0.)},
-                    repeats=repeats, warmup=0)
+    goal, n = med(sequential()), iterations
+    while (got := med(batched(n))) < goal:
+        if n >= max_factor * iterations:
+            return dict(sequential_median_ssim=goal, batched_median_ssim=got, batched_steps=None, ratio=None)
+        n = min(math.ceil(1.25 * n), math.ceil(max_factor * iterations))
+    t = interleaved({'sequential': sequential, 'batched': lambda: batched(n)}, repeats=repeats, warmup=0)
     s = t.groupby('name').seconds.median()
-    return dict(sequential_median_ssim=goal, batched_steps=n, sequential_seconds=float(s['sequential']),
+    return dict(sequential_median_ssim=goal, batched_median_ssim=got, batched_steps=n, sequential_seconds=float(s['sequential']),
                 batched_seconds=float(s['batched']), ratio=paired_ratio(t, 'sequential', 'batched'))
 
 # %% ../nbs/80_bench.ipynb #437cb061
+TARGETS = {'dpsgd_step_ratio': ('<=', 1.2), 'head_sweep_ratio': ('<=', 1.5), 'dlg_time_ratio_vs_reference': ('<=', 0.33),
+           'batched_attack_throughput_ratio': ('>=', 2.0)}  # issue 14's targets (checked by no test)
+
+def bench_block(out:dict, # figure -> `paired_ratio`-style dict (median, q1, q3, n), or None when not reached
+                details:list[str], # the detail lines the benchmark printed
+                seconds:float, # how long it took
+                args:str='' # the command's arguments
+               )->str:
+    "The README block of a benchmark run: command, date, machine, a table of figures against their targets, and the details."
+    import platform
+    rows = ['| figure | target | measured |', '|---|---|---|']
+    for k in FIGURES:
+        if k not in out: continue
+        r, t = out[k], TARGETS.get(k)
+        ok = '' if t is None or not r else (' (met)' if (r['median'] <= t[1] if t[0] == '<=' else r['median'] >= t[1]) else ' (missed)')
+        rows.append(f"| `{k}` | {t[0].replace('<=', '≤').replace('>=', '≥')} {t[1]:g} |" if t else f"| `{k}` | – |")
+        rows[-1] += f" {'not reached' if not r else '**' + fmt_ratio(r) + '**'}{ok} |"
+    return '\n'.join([f"Generated by `dp_leakage_bench {args}`".rstrip() + f" on {time.strftime('%Y-%m-%d')} ({seconds / 60:.1f} min, "
+                      f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, CUDA: {torch.cuda.is_available()}); "
+                      "do not edit by hand. Each ratio: median of paired ratios from interleaved rounds [IQR, rounds].", '',
+                      *rows, '', '```', *details, '```'])
+
+#| export
 FIGURES = ('dpsgd_step_ratio', 'dpsgd_memory_ratio', 'head_sweep_ratio', 'dlg_time_ratio_vs_reference',
            'batched_attack_throughput_ratio')
 
@@ -268,39 +332,56 @@ def bench_cli(model:str='cnn_gn', # scratch model of the step-time and memory fi
               only:str=None, # comma-separated figures to measure (default: all)
               root:str=None, # data root
               threads:int=1, # torch intra-op threads (1: timings of one core, comparable between runs)
+              readme:str=None, # also write the figures into the `bench` block of this README (e.g. README.md)
               debug:bool=False # show tracebacks
              ):
     "Print every benchmark: details, then one `name: value [IQR ...]` line per figure."
+    lines, t0 = [], time.time()
+    def say(s): print(s); lines.append(s)
     want = set(FIGURES if only is None else only.split(','))
     if bad := want - set(FIGURES): raise UserError(f"unknown figure(s) {', '.join(sorted(bad))}: use --only with some of {', '.join(FIGURES)}")
-    print(f"# threads: {torch.get_num_threads()} (intra-op), CPU cores: {os.cpu_count()}, cuda: {torch.cuda.is_available()}")
+    say(f"# threads: {torch.get_num_threads()} (intra-op), CPU cores: {os.cpu_count()}, cuda: {torch.cuda.is_available()}, "
+          f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     out = {}
     if 'dpsgd_step_ratio' in want:
         r = dp_step_times(model, batch_size, repeats=repeats)
         med = r['table'].groupby('name').seconds.median()
         for m, v in r['ratios'].items():
-            print(f"# {model} step, batch {batch_size}: {m:9s} {med[m]*1000:.1f} ms against {med['none']*1000:.1f} ms: {fmt_ratio(v)}"
+            say(f"# {model} step, batch {batch_size}: {m:9s} {med[m]*1000:.1f} ms against {med['none']*1000:.1f} ms: {fmt_ratio(v)}"
                   + ("  <- below 1: a measurement error" if v['median'] < 1 else ''))
-        for m, e in r['errors'].items(): print(f"# {m}: not usable ({e})")
+        for m, e in r['errors'].items(): say(f"# {m}: not usable ({e})")
         from dp_leakage.privacy import GRAD_SAMPLE_MODE
         out['dpsgd_step_ratio'] = r['ratios'][GRAD_SAMPLE_MODE]
-        print(f"# default mode: {GRAD_SAMPLE_MODE}; fastest correct: {min(r['ratios'], key=lambda m: r['ratios'][m]['median'])}")
+        say(f"# default mode: {GRAD_SAMPLE_MODE}; fastest correct: {min(r['ratios'], key=lambda m: r['ratios'][m]['median'])}")
+        bd = step_breakdown(r, GRAD_SAMPLE_MODE)
+        say(f"# {GRAD_SAMPLE_MODE} step phases, median ms [plain step]: " + ', '.join(
+              f"{k} {bd['ms'][k]:.2f}" + (f" [{bd['plain_ms'][k]:.2f}]" if k in bd['plain_ms'] else '') for k in PHASES))
+        say(f"# extra time of the {GRAD_SAMPLE_MODE} step: {sum(bd['extra_ms'].values()):.1f} ms, of which " + ', '.join(
+              f"{k} {100 * bd['share'][k]:.0f}%" for k in PHASES) + f"; the backward pass (per-sample gradients) alone leaves "
+              f"a ratio of {bd['backward_only_ratio']:.2f}")
     if 'dpsgd_memory_ratio' in want: out['dpsgd_memory_ratio'] = memory_ratio(model, batch_size)
     if 'head_sweep_ratio' in want:
         hs = [head_sweep_time(backbone) for _ in range(sweep_repeats)]
-        for h in hs: print(f"# {backbone} head sweep: extraction {h['extract']:.1f}s, searches {h['search']:.1f}s, "
+        for h in hs: say(f"# {backbone} head sweep: extraction {h['extract']:.1f}s, searches {h['search']:.1f}s, "
                            f"{h['n_runs']} runs {h['runs']:.1f}s (ratio with searches cached {h['ratio_searches_cached']:.2f})")
         rs = [h['ratio'] for h in hs]
         out['head_sweep_ratio'] = dict(median=float(np.median(rs)), q1=min(rs), q3=max(rs), n=len(rs))
     if 'dlg_time_ratio_vs_reference' in want:
         d = dlg_vs_reference(root=root)
-        print(f"# DLG to SSIM 0.95: {d['ours_steps']} steps, {d.get('ours_seconds', math.nan):.2f}s; original procedure "
+        say(f"# DLG to SSIM 0.95: {d['ours_steps']} steps, {d.get('ours_seconds', math.nan):.2f}s; original procedure "
               f"{d['reference_steps']} steps, {d.get('reference_seconds', math.nan):.2f}s")
         out['dlg_time_ratio_vs_reference'] = d['ratio']
     if 'batched_attack_throughput_ratio' in want:
         b = batched_vs_sequential(root=root)
-        print(f"# 16 victims: sequential {b.get('sequential_seconds', math.nan):.1f}s (median SSIM {b['sequential_median_ssim']:.3f}), "
-              f"batched {b.get('batched_seconds', math.nan):.1f}s ({b['batched_steps']} steps to the same median)")
+        say(f"# 16 victims, 30 DLG steps each: sequential {b.get('sequential_seconds', math.nan):.1f}s (median SSIM "
+              f"{b['sequential_median_ssim']:.3f}), batched {b.get('batched_seconds', math.nan):.1f}s ({b['batched_steps']} steps "
+              f"per victim, median SSIM {b['batched_median_ssim']:.3f})")
         out['batched_attack_throughput_ratio'] = b['ratio']
+    say(f"# load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for k in FIGURES:
-        if k in out: print(f"{k}: " + (fmt_ratio(out[k]) if out[k] else 'not reached'))
+        if k in out: say(f"{k}: " + (fmt_ratio(out[k]) if out[k] else 'not reached'))
+    if readme:
+        from dp_leakage.analysis import update_readme
+        update_readme(readme, {'bench': bench_block(out, lines, time.time() - t0, ' '.join(sys.argv[1:]))})
+        print(f"wrote the bench block of {readme}")
+
