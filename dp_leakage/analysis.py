@@ -668,7 +668,7 @@ def _rel(figure:str, readme)->str: return os.path.relpath(Path(figure), Path(rea
 def other_blocks(runs:Path, # the run folder
                  fig # figure name -> its link from the README
                 )->dict[str, str]:
-    "The `federated` and `audit` blocks, each from its own records (`runs/federated/compare`, `runs/audit`) when present."
+    "The `federated` and `audit` blocks, each from its own records (`runs/federated/compare` and `skew`, `runs/audit`) when present."
     out = {}
     if (runs/'federated'/'compare').is_dir():
         from dp_leakage.federated import format_summary, summary_table
@@ -679,6 +679,9 @@ def other_blocks(runs:Path, # the run folder
                 "(`dp_leakage_federated`); do not edit by hand.", '', to_markdown(format_summary(t)), '',
                 f"![Accuracy and leakage per round]({fig('federated_rounds.png')})", '',
                 f"![Leakage of a SecAgg+ aggregate against the clients in it]({fig('federated_secagg.png')})", ''])
+            skew = summary_table(runs/'federated'/'skew') if (runs/'federated'/'skew').is_dir() else []
+            if len(skew): out['federated'] += '\n'.join(['', f"**Label skew** (two digits per client; records under `{runs.name}/federated/skew/`):", '',
+                                                      to_markdown(format_summary(skew)), ''])
     if (runs/'audit').is_dir():
         from dp_leakage.audit import audit_markdown
         md = audit_markdown(runs/'audit')
