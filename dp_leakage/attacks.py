@@ -24,8 +24,8 @@ from .scoring import _matched_scores, _mean
 __all__ = ['LABEL_METHODS', 'register_label_method', 'ATTACKS', 'register_attack', 'SNAPSHOTS', 'ATTACK_VERSIONS', 'model_device',
            'last_linear_grad', 'labels_from_bias', 'recover_posteriors', 'labels_from_posteriors', 'infer_labels',
            'Reconstruction', 'check_attack', 'Tracker', 'reconstruct', 'clipped_grad_list', 'l2_distance',
-           'cosine_distance', 'lbfgs_match', 'best_of_starts', 'dlg', 'idlg', 'dlg_adaptive', 'idlg_adaptive',
-           'total_variation', 'inverting_gradients', 'ig_adaptive', 'attack_settings', 'batched_dlg']
+           'cosine_distance', 'lbfgs_loop', 'lbfgs_match', 'best_of_starts', 'dlg', 'idlg', 'dlg_adaptive',
+           'idlg_adaptive', 'total_variation', 'inverting_gradients', 'ig_adaptive', 'attack_settings', 'batched_dlg']
 
 # %% ../nbs/22_attacks.ipynb #5d14fbac
 def model_device(model:nn.Module)->torch.device:
@@ -224,19 +224,34 @@ def cosine_distance(g:list[torch.Tensor], r:list[torch.Tensor])->torch.Tensor:
     return 1 - dot / (sum((a**2).sum() for a in g).sqrt() * sum((b**2).sum() for b in r).sqrt() + 1e-12)
 
 class _CachedClosure:
-    "L-BFGS closure that does not recompute at the point it evaluated last (each `step` re-evaluates its start)."
-    def __init__(self, f, leaves):
+    "L-BFGS closure that does not recompute at the point it evaluated last (each `step` re-evaluates its start); `evaluate` gives (value, gradients of `leaves`), by default `f()` and its backward pass."
+    def __init__(self, f, leaves, evaluate:Callable|None=None):
         self.f, self.leaves, self.key, self.val, self.grads = f, leaves, None, None, None
-    def __call__(self):
-        key = torch.cat([l.detach().flatten() for l in self.leaves])
-        if self.key is not None and torch.equal(key, self.key):
-            for l, g in zip(self.leaves, self.grads): l.grad = g.clone()
-            return self.val
+        self.evaluate = evaluate or self._backward
+    def _backward(self):
         for l in self.leaves: l.grad = None
         val = self.f()
         val.backward()
-        self.key, self.val, self.grads = key, val.detach(), [l.grad.clone() for l in self.leaves]
+        return val.detach(), [l.grad.clone() for l in self.leaves]
+    def __call__(self):
+        key = torch.cat([l.detach().flatten() for l in self.leaves])
+        if self.key is None or not torch.equal(key, self.key): self.key, (self.val, self.grads) = key, self.evaluate()
+        for l, g in zip(self.leaves, self.grads): l.grad = g.clone()
         return self.val
+
+def lbfgs_loop(opt, closure, iterations:int, stop:float, patience:int, log:Callable=lambda it, loss: None):
+    "`lbfgs_match`'s iterations: up to `iterations` L-BFGS steps, stopping at a non-finite loss, at `stop`, or after `patience` steps without a new best; `log(iteration, loss)`."
+    loss = float(closure())
+    log(0, loss)
+    best, stalled = loss, 0
+    for it in range(1, iterations + 1):
+        opt.step(closure)
+        loss = float(closure())
+        if not math.isfinite(loss): break
+        log(it, loss)
+        stalled = 0 if loss < best else stalled + 1
+        best = min(best, loss)
+        if loss <= stop or stalled >= patience: break
 
 def lbfgs_match(model, grads, *, x0, label_logits=None, labels=None, loss_fn, iterations, tracker,
                 inner:int=5, tol:float=1e-8, patience:int=5, history_size:int=100, grad_fn:Callable=_grad_list,
@@ -253,17 +268,7 @@ def lbfgs_match(model, grads, *, x0, label_logits=None, labels=None, loss_fn, it
         return l2_distance(dg, grads) if distance is None else distance(dg, x)
     closure = _CachedClosure(objective, leaves)
     with torch.backends.mkldnn.flags(enabled=False):  # oneDNN is slower on these tiny convolutions
-        loss = float(closure())
-        tracker(0, x, loss)
-        best, stalled = loss, 0
-        for it in range(1, iterations + 1):
-            opt.step(closure)
-            loss = float(closure())
-            if not math.isfinite(loss): break
-            tracker(it, x, loss)
-            stalled = 0 if loss < best else stalled + 1
-            best = min(best, loss)
-            if loss <= tol * scale or stalled >= patience: break
+        lbfgs_loop(opt, closure, iterations, tol * scale, patience, lambda it, loss: tracker(it, x, loss))
     lab = target().argmax(-1) if labels is None else labels
     return x.detach(), lab.detach()
 
@@ -425,21 +430,10 @@ def batched_dlg(model:nn.Module, # the shared model
         x = torch.rand((1, *shape), generator=g, device='cpu').to(grads[k][0]).requires_grad_(True)   # `dlg`'s dummies
         lg = torch.randn(1, n_classes, generator=g, device='cpu').to(x).requires_grad_(True)
         opt = torch.optim.LBFGS([x, lg], lr=1, max_iter=inner, history_size=history_size, line_search_fn='strong_wolfe')
-        last = {}
-        def closure():   # as `_CachedClosure`: no second evaluation at the point evaluated last
-            key = torch.cat([x.detach().flatten(), lg.detach().flatten()])
-            if 'key' not in last or not torch.equal(key, last['key']):
-                last.update(key=key, val=main.switch([x.detach().clone(), lg.detach().clone()]))
-            v, gx, gl = last['val']
-            x.grad, lg.grad = gx.clone(), gl.clone()
-            return v
-        best, stalled = float(closure()), 0
-        for _ in range(iterations):   # `lbfgs_match`'s stopping rules
-            opt.step(closure)
-            loss = float(closure())
-            if not math.isfinite(loss): break
-            stalled, best = (0, loss) if loss < best else (stalled + 1, best)
-            if loss <= tol * scale[k] or stalled >= patience: break
+        def evaluate():   # hand the point to the main greenlet, get (loss, gradients) back
+            v, gx, gl = main.switch([x.detach().clone(), lg.detach().clone()])
+            return v, [gx, gl]
+        lbfgs_loop(opt, _CachedClosure(None, [x, lg], evaluate), iterations, tol * scale[k], patience)   # `lbfgs_match`'s rules
         out[k] = (x.detach()[0].clamp(0, 1), lg.detach()[0].argmax())
     vs = [greenlet.greenlet(victim) for _ in grads]
     asked = {k: v.switch(k) for k, v in enumerate(vs)}   # each runs to its first closure (None: it has finished)
