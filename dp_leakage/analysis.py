@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_analysis.ipynb #b4072b88
 from __future__ import annotations
-import json, math, os, re, tempfile
+import json, math, os, re, tempfile, warnings
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -16,10 +16,11 @@ import pandas as pd
 import torch
 from fastcore.script import call_parse
 
-from .attack import GRID_KAPPAS, GRID_SIGMAS, GRID_RECORD_VERSION, load_attack_runs, per_image, setting_label
+from .attack import (ATTACK_GRIDS, GRID_KAPPAS, GRID_SIGMAS, GRID_RECORD_VERSION, attack_grid_runs, load_attack_runs,
+                               per_image, setting_label, stored_run)
 from .attacks import ATTACKS
 from .data import UserError, atomic_write_text, save_figure
-from .records import command, to_markdown
+from .records import command, to_markdown, write_json
 from .scoring import LEVEL, bootstrap_ci, verdict
 from .train import mean_ci
 
@@ -28,8 +29,8 @@ __all__ = ['STUDY', 'PUBLISHED_ATTACK', 'METRICS', 'LABELS', 'METHOD_ORDER', 'ME
            'ATTACK_FIGURES', 'BLOCKS', 'published_table', 'method_label', 'load_records', 'has_records',
            'classification_table', 'format_table', 'attack_label', 'attack_table', 'format_attacks', 'tradeoff_figure',
            'transition_figure', 'setting_style', 'attack_figures', 'breakdown_table', 'format_breakdown', 'reading',
-           'Analysis', 'analyse', 'notebook_table', 'notebooks_block', 'markers', 'other_blocks', 'readme_blocks',
-           'update_readme', 'results_cli']
+           'grid_coverage', 'format_coverage', 'Analysis', 'analyse', 'notebook_table', 'notebooks_block', 'markers',
+           'other_blocks', 'readme_blocks', 'update_readme', 'results_cli']
 
 # %% ../nbs/50_analysis.ipynb #75f8da91
 STUDY = ('Differential Privacy: Gradient Leakage Attacks in Federated Learning Environments, arXiv 2510.23931 '
@@ -582,6 +583,36 @@ def reading(cls:pd.DataFrame, att:pd.DataFrame)->list[str]:
         if parts: out.append(f"**{model}** (accuracy without privacy {a0:.3f} over {base['seeds'].iloc[0]} seed(s)): " + '; '.join(parts) + '.')
     return out
 
+# %% ../nbs/50_analysis.ipynb #c18109a1
+def grid_coverage(runs:str|Path # the run folder (its `attack/` holds the grids' run folders)
+                 )->pd.DataFrame:
+    "Per named attack grid (`ATTACK_GRIDS`) and part (victim, B): the grid's runs, how many have their record under `runs/attack`, and the run time those records measured (their `seconds`)."
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the accountant's notes while the grids' sigmas are computed
+        grids = {name: attack_grid_runs(name, out=str(Path(runs)/'attack')) for name in ATTACK_GRIDS}
+    for name, cfgs in grids.items():
+        for c in cfgs:
+            try: rec = stored_run(c)
+            except UserError: rec = None  # the folder holds another run: not this grid's
+            rows.append(dict(grid=name, victim=_victim(dict(victim=c.victim, model_state=c.model_state)), batch_size=c.batch_size,
+                             complete=rec is not None, seconds=rec.get('seconds', math.nan) if rec else math.nan))
+    return (pd.DataFrame(rows).groupby(['grid', 'victim', 'batch_size'], sort=False)
+            .agg(runs=('complete', 'size'), complete=('complete', 'sum'), hours=('seconds', lambda s: s.sum() / 3600),
+                 median_seconds=('seconds', 'median')).reset_index())
+
+def format_coverage(cov:pd.DataFrame)->str:
+    "The coverage table and the grids' run time as README text."
+    t = pd.DataFrame({'Grid': cov['grid'], 'Victim': cov['victim'], 'B': cov['batch_size'],
+                      'complete': [f'{int(a):,} of {int(b):,}' for a, b in zip(cov['complete'], cov['runs'])],
+                      'run time (h)': cov['hours'].map(lambda h: f'{h:.2f}'),
+                      'median per run (s)': cov['median_seconds'].map(lambda s: '–' if pd.isna(s) else f'{s:.1f}')})
+    n, h = int(cov['complete'].sum()), float(cov['hours'].sum())
+    return '\n'.join([to_markdown(t), '', f"The {n:,} complete runs (of {int(cov['runs'].sum()):,}) measured {h:.1f} hours of run time "
+        f"in total, one thread each (the sum of their records' `seconds`, under whatever load the machine had): {h / 2:.1f} hours "
+        "of wall time on 2 cores with two processes (`dp_leakage_sweep --grid attack --shard 0/2` and `--shard 1/2`)."])
+
+
 # %% ../nbs/50_analysis.ipynb #484cb465
 @dataclass
 class Analysis:
@@ -593,6 +624,7 @@ class Analysis:
     attacks: pd.DataFrame
     reading: list
     breakdown: pd.DataFrame = field(default_factory=pd.DataFrame)
+    coverage: pd.DataFrame = field(default_factory=pd.DataFrame)  # `grid_coverage`
     figures: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
 
@@ -607,7 +639,7 @@ def analyse(runs:str|Path, # run folder
     cls = classification_table(rec['train']) if len(rec['train']) else pd.DataFrame()
     att = attack_table(rec['attack']) if len(rec['attack']) else pd.DataFrame()
     an = Analysis(Path(runs), rec['train'], rec['attack'], cls, att, reading(cls, att),
-                  breakdown_table(att) if len(att) else pd.DataFrame())
+                  breakdown_table(att) if len(att) else pd.DataFrame(), grid_coverage(runs) if len(att) else pd.DataFrame())
     st = Path(static) if static is not None else None
     p = lambda n: st / n if st is not None else None
     texts = {}
@@ -618,7 +650,8 @@ def analyse(runs:str|Path, # run folder
         an.figures['results_transition.png'] = transition_figure(att, p('results_transition.png'))
         an.figures.update(attack_figures(rec['attack'], st))  # static/attack_*.png
         texts.update({'results_attacks.csv': att.to_csv(index=False), 'results_breakdown.csv': an.breakdown.to_csv(index=False),
-                      'results_breakdown.md': to_markdown(format_breakdown(an.breakdown)) if len(an.breakdown) else ''})
+                      'results_breakdown.md': to_markdown(format_breakdown(an.breakdown)) if len(an.breakdown) else '',
+                      'results_coverage.csv': an.coverage.to_csv(index=False)})
     texts['results_reading.md'] = '\n\n'.join(an.reading) + '\n'
     if st is not None:
         st.mkdir(parents=True, exist_ok=True)
@@ -718,6 +751,8 @@ def readme_blocks(an:Analysis, # `analyse` of the run folder
             to_markdown(format_breakdown(an.breakdown)) if len(an.breakdown) else '_no DP-SGD runs_', '',
             f"![Leakage against the noise-to-signal ratio]({fig('results_transition.png')})", '',
             '<details><summary>Every attack setting</summary>', '', to_markdown(format_attacks(an.attacks)[cols]), '', '</details>', ''] +
+            (["**The grids' runs** (`grid_coverage`):", '', format_coverage(an.coverage), '']
+             if len(an.coverage) and an.coverage['complete'].sum() else []) +
             [f"- {x}" for x in att_lines])
     out.update(other_blocks(an.runs, fig))
     return out
