@@ -29,8 +29,8 @@ __all__ = ['STUDY', 'PUBLISHED_ATTACK', 'METRICS', 'LABELS', 'METHOD_ORDER', 'ME
            'ATTACK_FIGURES', 'BLOCKS', 'published_table', 'method_label', 'load_records', 'has_records',
            'classification_table', 'format_table', 'attack_label', 'attack_table', 'format_attacks', 'tradeoff_figure',
            'transition_figure', 'setting_style', 'attack_figures', 'breakdown_table', 'format_breakdown', 'reading',
-           'grid_coverage', 'format_coverage', 'Analysis', 'analyse', 'notebook_table', 'notebooks_block', 'markers',
-           'other_blocks', 'readme_blocks', 'update_readme', 'results_cli']
+           'grid_coverage', 'format_coverage', 'Analysis', 'secondary_victims', 'analyse', 'notebook_table',
+           'notebooks_block', 'markers', 'other_blocks', 'readme_blocks', 'update_readme', 'results_cli']
 
 # %% ../nbs/50_analysis.ipynb #75f8da91
 STUDY = ('Differential Privacy: Gradient Leakage Attacks in Federated Learning Environments, arXiv 2510.23931 '
@@ -628,6 +628,14 @@ class Analysis:
     figures: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
 
+def secondary_victims(att:pd.DataFrame # `attack_table`
+                     )->list[tuple]:
+    "(victim, epochs of training, B) of every part of the attack table other than the primary grid's (untrained `lenet`, B = 1) with DP-SGD runs given by sigma."
+    dp = att[(att.defence == 'dpsgd') & att.eps.isna()] if len(att) else att
+    keys = {(v if isinstance(v, str) else 'lenet', 0 if pd.isna(m) else int(m), 1 if pd.isna(b) else int(b))
+            for v, m, b in zip(dp.get('victim', []), dp.get('model_state', []), dp.get('batch_size', []))}
+    return sorted(keys - {('lenet', 0, 1)})
+
 def analyse(runs:str|Path, # run folder
             static:str|Path|None=None, # folder for figures and tables (None: write nothing)
             close:bool=True # close the figures after saving (False keeps them for display)
@@ -648,6 +656,9 @@ def analyse(runs:str|Path, # run folder
         texts.update({'results_table.md': to_markdown(format_table(cls)), 'results_table.csv': cls.to_csv(index=False)})
     if len(att):
         an.figures['results_transition.png'] = transition_figure(att, p('results_transition.png'))
+        for v, m, b in secondary_victims(att):  # the same figure for every other victim and B measured under DP-SGD by sigma
+            n = f'results_transition_{v}_m{m}_b{b}.png'
+            an.figures[n] = transition_figure(att, p(n), victim=v, model_state=m, batch_size=b)
         an.figures.update(attack_figures(rec['attack'], st))  # static/attack_*.png
         texts.update({'results_attacks.csv': att.to_csv(index=False), 'results_breakdown.csv': an.breakdown.to_csv(index=False),
                       'results_breakdown.md': to_markdown(format_breakdown(an.breakdown)) if len(an.breakdown) else '',
@@ -750,6 +761,9 @@ def readme_blocks(an:Analysis, # `analyse` of the run folder
             '**Breakdown points** (largest DP-SGD σ at which each attack still leaks, per victim and B):', '',
             to_markdown(format_breakdown(an.breakdown)) if len(an.breakdown) else '_no DP-SGD runs_', '',
             f"![Leakage against the noise-to-signal ratio]({fig('results_transition.png')})", '',
+            *(['<details><summary>The same figure for the secondary grid (other victims and batch sizes)</summary>', ''] +
+              [f"![Leakage against the noise-to-signal ratio, {v}, {m} epochs of training, B = {b}]({fig(f'results_transition_{v}_m{m}_b{b}.png')})\n"
+               for v, m, b in secondary_victims(an.attacks)] + ['</details>', ''] if secondary_victims(an.attacks) else []),
             '<details><summary>Every attack setting</summary>', '', to_markdown(format_attacks(an.attacks)[cols]), '', '</details>', ''] +
             (["**The grids' runs** (`grid_coverage`):", '', format_coverage(an.coverage), '']
              if len(an.coverage) and an.coverage['complete'].sum() else []) +
