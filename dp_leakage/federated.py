@@ -45,9 +45,9 @@ __all__ = ['PARTITIONS', 'register_partition', 'FED_METHODS', 'client_app', 'sec
            'simulate_update', 'unrolled_attack', 'test_data', 'aux_images', 'candidates', 'attack_update',
            'label_chance', 'round_counts', 'update_label_counts', 'attack_labels', 'kstep_comparison', 'attack_rounds',
            'leakage_summary', 'run_verdict', 'FederationLog', 'evaluate_model', 'epsilon_spent', 'CuriousServer',
-           'CuriousStrategy', 'serve', 'SecAggFedAvg', 'serve_secagg', 'backend_config', 'run_federation',
-           'server_main', 'run_name', 'load_rounds', 'load_attacks', 'stored_diff', 'compare', 'run_all',
-           'secagg_curve', 'round_table', 'summary_table', 'format_summary', 'plot_rounds', 'plot_secagg',
+           'server_noise_seed', 'CuriousStrategy', 'serve', 'SecAggFedAvg', 'serve_secagg', 'backend_config',
+           'run_federation', 'server_main', 'run_name', 'load_rounds', 'load_attacks', 'stored_diff', 'compare',
+           'run_all', 'secagg_curve', 'round_table', 'summary_table', 'format_summary', 'plot_rounds', 'plot_secagg',
            'federated_figures', 'federated_cli']
 
 # %% ../nbs/40_federated.ipynb #b379bf49
@@ -758,6 +758,14 @@ class CuriousServer:
             self.log.add_attack(round=rnd, client=pid, method=self.cfg.method, local_steps=self.cfg.local_steps,
                                 batch_size=self.cfg.batch_size, **row)
 
+@contextmanager
+def server_noise_seed(cfg:FedConfig, server_round:int):
+    "Seed numpy's global generator, from which Flower's server-side DP wrappers draw their noise (`add_gaussian_noise_inplace`), for `server_round` of the run `cfg`, and restore it afterwards: the same run draws the same noise."
+    state = np.random.get_state()
+    np.random.seed(round_seed(cfg, server_round, -1) % 2**32)
+    try: yield
+    finally: np.random.set_state(state)
+
 class CuriousStrategy(Strategy):
     "Message-API strategy wrapper: the curious server looks at every client's update before it is aggregated."
     def __init__(self, strategy:Strategy, spy:CuriousServer): self.strategy, self.spy = strategy, spy
@@ -772,7 +780,8 @@ class CuriousStrategy(Strategy):
         self.spy.observe(server_round, [(int(r.content['metrics']['partition-id']), r.content['arrays'].to_torch_state_dict(),
                                          r.content['metrics'], json.loads(r.content['truth']['json'])) for r in replies])
         kept = [r for r in replies if not int(r.content['metrics'].get('refused', 0))]   # refusals are not averaged in
-        return self.strategy.aggregate_train(server_round, kept)
+        with server_noise_seed(self.spy.cfg, server_round):   # Flower's server-side DP noise, drawn from numpy's global generator
+            return self.strategy.aggregate_train(server_round, kept)
     def configure_evaluate(self, server_round, arrays, config, grid):
         return self.strategy.configure_evaluate(server_round, arrays, config, grid)
     def aggregate_evaluate(self, server_round, replies): return self.strategy.aggregate_evaluate(server_round, replies)
