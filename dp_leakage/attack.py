@@ -251,7 +251,7 @@ def attack_cli(attack:str='dlg', # attack: dlg, idlg, ig, or an adaptive one (dl
 # %% ../nbs/23_attack.ipynb #b06a5911
 GRID_SIGMAS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.)
 GRID_EPSILONS = (1., 8., 50.)
-GRID_KAPPAS = (1e-4, 1e-2, 1.)
+GRID_KAPPAS = (1e-4, 1e-2, 1., 1e2, 1e4)   # PDP from the study's kappa to 10^8 times it: no kappa measured stops the attacks
 PLAIN_ATTACKS = ('dlg', 'idlg', 'ig')
 ADAPTIVE_ATTACKS = ('dlg_adaptive', 'idlg_adaptive', 'ig_adaptive')
 

@@ -32,7 +32,7 @@ NOTEBOOKS = {'train': 'nbs/experiments/train.ipynb', 'attack': 'nbs/experiments/
 register_grid = registrar(GRIDS, "Decorator: register a default-grid builder under `name`.")
 
 TRAIN_MODELS = ('cnn', 'cnn_gn', 'efficientnet_lite0', 'resnet50', 'dinov2_reg')
-TRAIN_KAPPAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # PDP weights; 1e-4 is the study's (eta = sigma = 0.1)
+TRAIN_KAPPAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e2, 1e4)   # PDP weights; 1e-4 is the study's (eta = sigma = 0.1); up to the attack grid's largest
 
 @register_grid('train')
 def train_grid(models=TRAIN_MODELS, # models to train
@@ -377,7 +377,7 @@ def sweep_cli(grid:str='train', # 'train' or 'attack'
               models:str=None, # train: comma-separated models (default: all five)
               methods:str=None, # train: comma-separated methods
               epsilons:str=None, # train: comma-separated DP-SGD epsilons
-              kappas:str=None, # train: comma-separated PDP penalty weights (default: 1e-4, the study's, to 1)
+              kappas:str=None, # train: comma-separated PDP penalty weights (default: 1e-4, the study's, to 10,000)
               attacks:str=None, # attack: comma-separated attacks
               attack_grid:str='primary', # attack: which attack grid, 'primary' or 'secondary' (`dp_leakage.attack.ATTACK_GRIDS`)
               seeds:str=None, # comma-separated seeds (default: 0-4 for train, 0 for attack)
