@@ -801,7 +801,7 @@ def _train_config(cfg:FedConfig, device:str|None)->dict:
 
 def serve(grid:Grid, cfg:FedConfig, log:FederationLog, device:str|None=None)->None:
     "Run the federation described by `cfg` on `grid` (Message API), recording into `log`; clients train on `device` (None: their own default)."
-    torch.manual_seed(cfg.seed); random.seed(cfg.seed)   # the initial model; Flower's sampler uses `random`
+    torch.manual_seed(cfg.seed); random.seed(cfg.seed)   # the initial model; Flower's sampler uses `random`, but over node IDs the simulation draws at random: the sampled partitions still differ between runs
     model = create_model(cfg.model)
     base = FedAvg(fraction_train=cfg.fraction, fraction_evaluate=0.0, min_train_nodes=cfg.sampled,
                   min_available_nodes=cfg.clients)
