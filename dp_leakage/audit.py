@@ -592,7 +592,7 @@ def config_from_params(kind:str, # 'canary' or 'mia'
     return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in mine})
 
 # %% ../nbs/12_audit.ipynb #bad6fb23
-PDP_KAPPAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # the study's kappa and larger ones
+PDP_KAPPAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e2, 1e4)   # the study's kappa and larger ones, up to where the head loses its accuracy
 
 def audit_plan(models=('efficientnet_lite0', 'cnn_gn'), # models for membership inference
                head_models:int=32, # models per setting for 'head' models (each the target once)
