@@ -331,7 +331,9 @@ def run_attack_grid(runs:list[AttackConfig], # the grid's runs (`attack_grid_run
         claim = try_claim(c.out)
         if claim is None: out['busy'].append(c.out); continue
         with claim:
-            try: run_attack(c); out['ran'].append(c.out)
+            try:
+                if stored_run(c) is not None: out['done'].append(c.out); continue   # another process finished it meanwhile
+                run_attack(c); out['ran'].append(c.out)
             except KeyboardInterrupt: raise
             except Exception as e: out['failed'][c.out] = f"{type(e).__name__}: {e}"
     if log:
