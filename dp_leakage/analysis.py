@@ -21,7 +21,7 @@ from .attack import (ATTACK_GRIDS, GRID_KAPPAS, GRID_SIGMAS, GRID_RECORD_VERSION
 from .attacks import ATTACKS
 from .data import UserError, atomic_write_text, save_figure
 from .records import command, to_markdown, write_json
-from .scoring import LEVEL, bootstrap_ci, verdict
+from .scoring import LEVEL, bootstrap_ci, label_hits, verdict
 from .train import mean_ci
 
 # %% auto #0
@@ -202,6 +202,12 @@ def attack_label(r, with_attack:bool=True)->str:
     if 'batch_size' in r and r['batch_size'] is not None and not pd.isna(r['batch_size']): s += f", B={int(r['batch_size'])}"
     return s
 
+def _label_units(g:pd.DataFrame)->np.ndarray:
+    "What the label interval resamples: per image, whether its label was recovered (`label_hits` of each record's label lists), so a single batch of B > 1 still has an interval over its B images; the records' label accuracies where the lists are missing."
+    if {'true_labels', 'labels'} <= set(g) and all(isinstance(t, list) and isinstance(l, list) for t, l in zip(g['true_labels'], g['labels'])):
+        return np.array([h for t, l in zip(g['true_labels'], g['labels']) for h in label_hits(t, l)], float)
+    return _flat(g['label_accuracy'])
+
 def attack_table(attack:pd.DataFrame # attack records (`load_records(runs)['attack']`)
                 )->pd.DataFrame:
     "Per attack setting: runs, images; median SSIM and PSNR with 95% bootstrap intervals over images; the paired SSIM gain over the mean image; label accuracy with its interval and chance; noise-to-signal, epsilons; the verdict."
@@ -212,7 +218,7 @@ def attack_table(attack:pd.DataFrame # attack records (`load_records(runs)['atta
         ps = _flat(g['per_image_psnr']) if 'per_image_psnr' in g and g['per_image_psnr'].notna().all() else _flat(g['psnr'])
         bs = _flat(g['per_image_baseline_ssim']) if 'per_image_baseline_ssim' in g and g['per_image_baseline_ssim'].notna().all() else np.full(len(ss), np.nan)
         gain = ss - bs if len(bs) == len(ss) else np.full(len(ss), np.nan)
-        la = _flat(g['label_accuracy'])
+        la = _label_units(g)
         q1, q3 = np.nanpercentile(ss, [25, 75]) if len(ss) else (math.nan,) * 2
         med_ = lambda c: float(np.nanmedian(_flat(g[c]))) if c in g and len(_flat(g[c])) else math.nan
         r.update(runs=len(g), images=len(ss), ssim_q1=q1, ssim_q3=q3,
@@ -610,7 +616,7 @@ def format_coverage(cov:pd.DataFrame)->str:
     n, h = int(cov['complete'].sum()), float(cov['hours'].sum())
     return '\n'.join([to_markdown(t), '', f"The {n:,} complete runs (of {int(cov['runs'].sum()):,}) measured {h:.1f} hours of run time "
         f"in total, one thread each (the sum of their records' `seconds`, under whatever load the machine had): {h / 2:.1f} hours "
-        "of wall time on 2 cores with two processes (`dp_leakage_sweep --grid attack --shard 0/2` and `--shard 1/2`)."])
+        "of wall time on 2 cores with two processes per grid (`dp_leakage_sweep --grid attack --attack_grid NAME --shard 0/2` and `--shard 1/2`)."])
 
 
 # %% ../nbs/50_analysis.ipynb #484cb465

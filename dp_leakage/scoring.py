@@ -18,7 +18,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from .data import atomic_write, attack_transform, cache_dir, load_mnist
 
 # %% auto #0
-__all__ = ['LEVEL', 'image_scores', 'match_scores', 'label_accuracy', 'chance_label_accuracy', 'mean_mnist_image',
+__all__ = ['LEVEL', 'image_scores', 'match_scores', 'label_accuracy', 'label_hits', 'chance_label_accuracy', 'mean_mnist_image',
            'baseline_scores', 'bootstrap_ci', 'verdict']
 
 # %% ../nbs/21_scoring.ipynb #9ff32fa0
@@ -55,6 +55,15 @@ def label_accuracy(true_labels, # the batch's true labels (any order)
     t, i = Counter(int(v) for v in true_labels), Counter(int(v) for v in inferred_labels)
     if not t: raise ValueError("label_accuracy needs at least one true label")
     return sum((t & i).values()) / sum(t.values())
+
+def label_hits(true_labels, # the batch's true labels
+               inferred_labels # the inferred labels (any order, as many)
+              )->list[int]:
+    "Per true label, 1 if the inferred multiset still holds one of its class (taken in order), else 0: their mean is `label_accuracy`, and they are the per-image units its interval resamples."
+    left, hits = Counter(int(v) for v in inferred_labels), []
+    for v in true_labels:
+        hits.append(int(left[int(v)] > 0)); left[int(v)] -= 1
+    return hits
 
 @lru_cache(maxsize=64)
 def chance_label_accuracy(batch_size:int, # B
