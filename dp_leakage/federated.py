@@ -41,14 +41,14 @@ __all__ = ['PARTITIONS', 'register_partition', 'FED_METHODS', 'client_app', 'sec
            'partition_indices', 'FedMethod', 'register_fed_method', 'central_accountant', 'central_event',
            'central_epsilon', 'central_noise_multiplier', 'local_noise_multiplier', 'local_epsilon', 'local_dp_mod',
            'client_data', 'data_key', 'dpsgd_noise_multiplier', 'local_train', 'refuses', 'round_seed', 'client_device',
-           'train_client', 'method_mod', 'client_train', 'SecAggClient', 'update_gradient', 'update_norm',
-           'simulate_update', 'unrolled_attack', 'test_data', 'aux_images', 'candidates', 'attack_update',
-           'label_chance', 'round_counts', 'update_label_counts', 'attack_labels', 'kstep_comparison', 'attack_rounds',
-           'leakage_summary', 'run_verdict', 'FederationLog', 'evaluate_model', 'epsilon_spent', 'CuriousServer',
-           'server_noise_seed', 'CuriousStrategy', 'serve', 'SecAggFedAvg', 'serve_secagg', 'backend_config',
-           'run_federation', 'server_main', 'run_name', 'load_rounds', 'load_attacks', 'stored_diff', 'compare',
-           'run_all', 'secagg_curve', 'round_table', 'summary_table', 'format_summary', 'plot_rounds', 'plot_secagg',
-           'federated_figures', 'federated_cli']
+           'train_client', 'method_mod', 'client_train', 'client_partition', 'SecAggClient', 'update_gradient',
+           'update_norm', 'simulate_update', 'unrolled_attack', 'test_data', 'aux_images', 'candidates',
+           'attack_update', 'label_chance', 'round_counts', 'update_label_counts', 'attack_labels', 'kstep_comparison',
+           'attack_rounds', 'leakage_summary', 'run_verdict', 'FederationLog', 'evaluate_model', 'epsilon_spent',
+           'CuriousServer', 'server_noise_seed', 'PartitionOrderedGrid', 'CuriousStrategy', 'serve', 'SecAggFedAvg',
+           'serve_secagg', 'backend_config', 'run_federation', 'server_main', 'run_name', 'load_rounds', 'load_attacks',
+           'stored_diff', 'compare', 'run_all', 'secagg_curve', 'round_table', 'summary_table', 'format_summary',
+           'plot_rounds', 'plot_secagg', 'federated_figures', 'federated_cli']
 
 # %% ../nbs/40_federated.ipynb #b379bf49
 @dataclass(frozen=True)
@@ -430,6 +430,11 @@ def client_train(msg:Message, context:Context)->Message:
     return Message(RecordDict({'arrays': ArrayRecord(state), 'metrics': MetricRecord(metrics),
                                'truth': ConfigRecord({'json': json.dumps(truth)})}), reply_to=msg)
 
+@client_app.query()
+def client_partition(msg:Message, context:Context)->Message:
+    "Tell the server which partition this node holds (`PartitionOrderedGrid`)."
+    return Message(RecordDict({'partition': ConfigRecord({'partition-id': int(context.node_config['partition-id'])})}), reply_to=msg)
+
 class SecAggClient(NumPyClient):
     "The same local training as a `NumPyClient`, for Flower's SecAgg+ (legacy) workflow."
     def __init__(self, context:Context): self.ctx = context
@@ -766,13 +771,31 @@ def server_noise_seed(cfg:FedConfig, server_round:int):
     try: yield
     finally: np.random.set_state(state)
 
+class PartitionOrderedGrid:
+    "A `Grid` whose `get_node_ids` lists the nodes in the order of the partitions they hold (asked once with a query message): Flower's simulation gives its nodes random IDs, so its sampler (`random.sample`, seeded) would otherwise pick other partitions in every run."
+    def __init__(self, grid:Grid): self.grid, self.order = grid, None
+    def __getattr__(self, name): return getattr(self.grid, name)
+    def partitions(self, ids:list[int])->dict[int, int]:
+        "Node ID -> the partition it holds, asked with one query message per node (answered by `client_partition`)."
+        replies = list(self.grid.send_and_receive([Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in ids]))
+        bad = [r for r in replies if r.has_error()]
+        if bad: raise RuntimeError(f"{len(bad)} node(s) did not say which partition they hold: {bad[0].error.reason}")
+        return {r.metadata.src_node_id: int(r.content['partition']['partition-id']) for r in replies}
+    def get_node_ids(self)->list[int]:
+        ids = list(self.grid.get_node_ids())
+        if self.order is None or set(self.order) != set(ids):
+            part = self.partitions(ids)
+            self.order = sorted(ids, key=lambda n: part[n])
+        return list(self.order)
+
 class CuriousStrategy(Strategy):
     "Message-API strategy wrapper: the curious server looks at every client's update before it is aggregated."
     def __init__(self, strategy:Strategy, spy:CuriousServer): self.strategy, self.spy = strategy, spy
     def summary(self): self.strategy.summary()
     def configure_train(self, server_round, arrays, config, grid):
         self.spy.sent = arrays.to_torch_state_dict()
-        return self.strategy.configure_train(server_round, arrays, config, grid)
+        if not isinstance(getattr(self, '_grid', None), PartitionOrderedGrid) or self._grid.grid is not grid: self._grid = PartitionOrderedGrid(grid)
+        return self.strategy.configure_train(server_round, arrays, config, self._grid)
     def aggregate_train(self, server_round, replies):
         replies = list(replies)
         bad = [r for r in replies if r.has_error()]
