@@ -790,12 +790,12 @@ class PartitionOrderedGrid:
 
 class CuriousStrategy(Strategy):
     "Message-API strategy wrapper: the curious server looks at every client's update before it is aggregated."
-    def __init__(self, strategy:Strategy, spy:CuriousServer): self.strategy, self.spy = strategy, spy
+    def __init__(self, strategy:Strategy, spy:CuriousServer): self.strategy, self.spy, self.grid = strategy, spy, None
     def summary(self): self.strategy.summary()
     def configure_train(self, server_round, arrays, config, grid):
         self.spy.sent = arrays.to_torch_state_dict()
-        if not isinstance(getattr(self, '_grid', None), PartitionOrderedGrid) or self._grid.grid is not grid: self._grid = PartitionOrderedGrid(grid)
-        return self.strategy.configure_train(server_round, arrays, config, self._grid)
+        if self.grid is None or self.grid.grid is not grid: self.grid = PartitionOrderedGrid(grid)   # asks the nodes once
+        return self.strategy.configure_train(server_round, arrays, config, self.grid)
     def aggregate_train(self, server_round, replies):
         replies = list(replies)
         bad = [r for r in replies if r.has_error()]
@@ -824,7 +824,7 @@ def _train_config(cfg:FedConfig, device:str|None)->dict:
 
 def serve(grid:Grid, cfg:FedConfig, log:FederationLog, device:str|None=None)->None:
     "Run the federation described by `cfg` on `grid` (Message API), recording into `log`; clients train on `device` (None: their own default)."
-    torch.manual_seed(cfg.seed); random.seed(cfg.seed)   # the initial model; Flower's sampler uses `random`, but over node IDs the simulation draws at random: the sampled partitions still differ between runs
+    torch.manual_seed(cfg.seed); random.seed(cfg.seed)   # the initial model; Flower's sampler uses `random` (over `PartitionOrderedGrid`'s node order)
     model = create_model(cfg.model)
     base = FedAvg(fraction_train=cfg.fraction, fraction_evaluate=0.0, min_train_nodes=cfg.sampled,
                   min_available_nodes=cfg.clients)

@@ -18,7 +18,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from .data import atomic_write, attack_transform, cache_dir, load_mnist
 
 # %% auto #0
-__all__ = ['LEVEL', 'image_scores', 'match_scores', 'label_accuracy', 'label_hits', 'chance_label_accuracy', 'mean_mnist_image',
+__all__ = ['LEVEL', 'image_scores', 'match_scores', 'label_hits', 'label_accuracy', 'chance_label_accuracy', 'mean_mnist_image',
            'baseline_scores', 'bootstrap_ci', 'verdict']
 
 # %% ../nbs/21_scoring.ipynb #9ff32fa0
@@ -48,14 +48,6 @@ def _matched_scores(recon, truth)->list[dict]:
 def _mean(per:list[dict])->dict: return {k: float(np.mean([p[k] for p in per])) for k in ('mse', 'psnr', 'ssim')}
 
 # %% ../nbs/21_scoring.ipynb #03144b09
-def label_accuracy(true_labels, # the batch's true labels (any order)
-                   inferred_labels # the inferred labels (any order, as many)
-                  )->float:
-    "Multiset overlap of `true_labels` and `inferred_labels`, divided by B."
-    t, i = Counter(int(v) for v in true_labels), Counter(int(v) for v in inferred_labels)
-    if not t: raise ValueError("label_accuracy needs at least one true label")
-    return sum((t & i).values()) / sum(t.values())
-
 def label_hits(true_labels, # the batch's true labels
                inferred_labels # the inferred labels (any order, as many)
               )->list[int]:
@@ -64,6 +56,13 @@ def label_hits(true_labels, # the batch's true labels
     for v in true_labels:
         hits.append(int(left[int(v)] > 0)); left[int(v)] -= 1
     return hits
+
+def label_accuracy(true_labels, # the batch's true labels (any order)
+                   inferred_labels # the inferred labels (any order, as many)
+                  )->float:
+    "Multiset overlap of `true_labels` and `inferred_labels`, divided by B (the mean of `label_hits`)."
+    if not len(true_labels): raise ValueError("label_accuracy needs at least one true label")
+    return sum(label_hits(true_labels, inferred_labels)) / len(true_labels)
 
 @lru_cache(maxsize=64)
 def chance_label_accuracy(batch_size:int, # B
