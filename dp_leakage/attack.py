@@ -24,11 +24,11 @@ from .scoring import baseline_scores, chance_label_accuracy, label_accuracy, mat
 from .attacks import attack_settings, check_attack, reconstruct
 
 # %% auto #0
-__all__ = ['VICTIMS', 'RECORD_VERSION', 'GRID_RECORD_VERSION', 'MNIST_TRAIN_SIZE', 'MAX_BATCH', 'GRID_SIGMAS', 'GRID_EPSILONS',
-           'GRID_KAPPAS', 'PLAIN_ATTACKS', 'ADAPTIVE_ATTACKS', 'ATTACK_GRIDS', 'attack_model', 'AttackConfig',
-           'attack_config', 'save_grid', 'stored_run', 'run_attack', 'attack_run_name', 'attack_cli', 'grid_defences',
-           'default_grid', 'attack_grid_runs', 'run_attack_grid', 'setting_label', 'load_attack_runs', 'per_image',
-           'results_table', 'demo_attack']
+__all__ = ['VICTIMS', 'RECORD_VERSION', 'GRID_RECORD_VERSION', 'LATE_FIELDS', 'MNIST_TRAIN_SIZE', 'MAX_BATCH', 'GRID_SIGMAS',
+           'GRID_EPSILONS', 'GRID_KAPPAS', 'PLAIN_ATTACKS', 'ADAPTIVE_ATTACKS', 'ATTACK_GRIDS', 'attack_model',
+           'AttackConfig', 'attack_config', 'save_grid', 'stored_run', 'run_attack', 'attack_run_name', 'attack_cli',
+           'grid_defences', 'default_grid', 'attack_grid_runs', 'run_attack_grid', 'setting_label', 'load_attack_runs',
+           'per_image', 'results_table', 'demo_attack']
 
 # %% ../nbs/23_attack.ipynb #afbf2883
 VICTIMS = ('lenet', 'lenet_relu')
@@ -62,7 +62,8 @@ def attack_model(model_state:int=0, # epochs of training on MNIST before the att
 
 # %% ../nbs/23_attack.ipynb #a76c09d4
 RECORD_VERSION = 3  # of new runs. 2: noise per release (`noise_seed`), multiset label accuracy, batch-aware labels, epsilons and noise-to-signal in the record; 3: the attack settings of `ATTACK_VERSIONS[3]`
-GRID_RECORD_VERSION = 2  # the version the stored 'primary' and 'secondary' grids were made with (and are pinned to)
+GRID_RECORD_VERSION = 3  # the version of the 'primary' and 'secondary' grids' runs (version-2 runs of their configurations stay in the store, named `...-rv2`)
+LATE_FIELDS: tuple = ()  # fields added to `AttackConfig` after records existed: part of a run's identity only where they differ from their default
 MNIST_TRAIN_SIZE = 60_000
 MAX_BATCH = 16
 
@@ -96,8 +97,10 @@ class AttackConfig:
         return replace(d, seed=noise_seed(self.seed, self.images, d.describe() | dict(victim=self.victim, model_state=self.model_state), self.repetition))
 
     def identity(self)->dict:
-        "What makes the run: every field but where it is written, where the data is read from and the device (the record stores it)."
-        return {k: v for k, v in config_dict(self).items() if k not in ('out', 'data_root', 'device')}
+        "What makes the run: every field but where it is written, where the data is read from and the device (the record stores it); a field of `LATE_FIELDS` only where it differs from its default, so that the records made before it existed keep their identity."
+        late = {f.name: config_dict({f.name: f.default})[f.name] for f in fields(self) if f.name in LATE_FIELDS}
+        return {k: v for k, v in config_dict(self).items()
+                if k not in ('out', 'data_root', 'device') and not (k in late and v == late[k])}
 
 def _check_range(name, v, lo, hi=math.inf, what='a number'):
     if v is None or isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (lo <= v <= hi) or \
@@ -212,7 +215,7 @@ def attack_run_name(p:dict)->str:
     for k, short in (('model_state', 'm'), ('victim', 'v'), ('repetition', 'r'), ('iterations', 'it'), ('max_grad_norm', 'C')):
         if k in p and p[k] != getattr(d, k): extra.append(f"{short}{p[k]:g}" if not isinstance(p[k], str) else f"{short}{p[k]}")
     v = p.get('record_version', GRID_RECORD_VERSION)
-    if v != GRID_RECORD_VERSION: extra.append(f"rv{v}")  # the grids' version-2 folders were named before the version was
+    if v != GRID_RECORD_VERSION: extra.append(f"rv{v}")  # runs of the grids' version are named without it
     return '-'.join([run_name({**p, 'images': list(p.get('images', ()))})] + extra)
 
 @call_parse
@@ -301,13 +304,17 @@ def _pinned(grid:Callable, version:int)->Callable:
     "`grid` with its runs' record version fixed to `version` (its records were made with it) unless one is given."
     return lambda **kw: grid(**{'record_version': version, **kw})
 
-ATTACK_GRIDS = {  # both made with version-2 attacks: pinned, so that their records stay the runs they name
+def _secondary(**kw):
+    "The secondary grid: trained and ReLU victims at B = 1, the untrained LeNet at B = 4 and 16, each along the transition."
+    return (default_grid(images=range(10), victims=(('lenet', 1), ('lenet_relu', 0)), defences=_TRANSITION, **kw)
+            + default_grid(images=range(20), batch_sizes=(4,), defences=_TRANSITION, attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw)
+            + default_grid(images=range(16), batch_sizes=(16,), defences=_TRANSITION, attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw))
+
+ATTACK_GRIDS = {  # each pinned to a record version, so that its records stay the runs it names
     'primary': _pinned(default_grid, GRID_RECORD_VERSION),
-    'secondary': _pinned(lambda **kw: (default_grid(images=range(10), victims=(('lenet', 1), ('lenet_relu', 0)), defences=_TRANSITION, **kw)
-                               + default_grid(images=range(20), batch_sizes=(4,), defences=_TRANSITION,
-                                              attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw)
-                               + default_grid(images=range(16), batch_sizes=(16,), defences=_TRANSITION,
-                                              attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw)), GRID_RECORD_VERSION),
+    'secondary': _pinned(_secondary, GRID_RECORD_VERSION),
+    'primary-v2': _pinned(default_grid, 2),      # the weaker version-2 attacks on the same releases: what the version changed
+    'secondary-v2': _pinned(_secondary, 2),
 }
 
 def attack_grid_runs(name:str='primary', # a key of `ATTACK_GRIDS`
