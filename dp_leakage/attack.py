@@ -18,7 +18,7 @@ from torch import nn
 
 from .data import UserError, atomic_write, cache_dir, load_mnist, mnist_images, save_figure
 from .models import create_model
-from .records import check_device, command, config_diff, config_dict, json_safe, labelled, read_json, run_name, try_claim, write_json
+from .records import environment, check_device, command, config_diff, config_dict, json_safe, labelled, read_json, run_name, try_claim, write_json
 from .release import Defence, DEFENCES, noise_seed, noise_to_signal, release
 from .scoring import baseline_scores, chance_label_accuracy, label_accuracy, match_scores
 from .attacks import attack_settings, check_attack, reconstruct
@@ -193,7 +193,7 @@ def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
                iterations_run=int(h.iteration.iloc[-1]), final_loss=float(h.loss.iloc[-1]),
                per_image_ssim=[float(v) for v in per.ssim], per_image_psnr=[float(v) for v in per.psnr],
                true_labels=[int(v) for v in y], labels=[int(v) for v in r.labels], **base,
-               seconds=time.time() - t0, device=cfg.device, config=cfg.identity())
+               seconds=time.time() - t0, device=cfg.device, environment=environment(), config=cfg.identity())
     rec = json_safe(rec)
     if write:
         atomic_write(out/'history.csv', lambda t: h.to_csv(t, index=False))

@@ -16,9 +16,10 @@ from . import __version__
 from .data import CorruptDataError, UserError, atomic_write
 
 # %% auto #0
-__all__ = ['VERSION_KEY', 'default_threads', 'check_threads', 'set_threads', 'default_device', 'check_device', 'quiet_warnings',
-           'command', 'as_shell', 'labelled', 'json_safe', 'config_dict', 'config_diff', 'same_config', 'config_id',
-           'write_json', 'read_json', 'run_name', 'to_markdown', 'claim_alive', 'Claim', 'try_claim']
+__all__ = ['VERSION_KEY', 'default_threads', 'check_threads', 'set_threads', 'default_device', 'check_device', 'environment',
+           'quiet_warnings', 'command', 'as_shell', 'labelled', 'json_safe', 'config_dict', 'config_diff',
+           'same_config', 'config_id', 'write_json', 'read_json', 'run_name', 'to_markdown', 'claim_alive', 'Claim',
+           'try_claim']
 
 # %% ../nbs/03_records.ipynb #34cc5435
 def default_threads()->int:
@@ -64,6 +65,12 @@ def check_device(device:str|None=None # 'cpu', 'cuda' or 'cuda:N' (None: `defaul
     if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
         raise UserError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s): pass e.g. --device cuda:0")
     return str(d)
+
+def environment()->dict:
+    "What computed a run, beside its configuration: torch's version and the CPU kernels it dispatches to (AVX2, AVX-512: they decide where an L-BFGS path parts), Python's version and the machine."
+    import platform, torch
+    return dict(torch=torch.__version__, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                python=platform.python_version(), machine=platform.machine())
 
 # %% ../nbs/03_records.ipynb #34d29ecb
 _SEEN_WARNINGS: set = set()
