@@ -10,7 +10,7 @@ ifdef DP_LEAKAGE_DATA
 export DP_LEAKAGE_DATA := $(abspath $(DP_LEAKAGE_DATA))
 endif
 
-.PHONY: venv demo test export clean-nbs bench site results check-site
+.PHONY: venv demo test export clean-nbs bench site results fold check-site
 
 venv: $(STAMP)
 
@@ -54,10 +54,14 @@ bench: $(STAMP)
 site: $(STAMP)
 	$(BIN)/python tools/site.py
 
-# Tables and figures of the grid runs (runs/train and runs/attack; never runs/_demo, runs/_cli or tests' folders)
-# into static/ and the results section of README.md.
+# Every table and figure of the results, from the record store records/ (shipped with the repository), into static/
+# and the generated blocks of README.md. On a fresh clone this rewrites nothing: CI checks it with git diff.
 results: $(STAMP)
-	$(BIN)/python -m dp_leakage.analysis --runs runs --static static --readme README.md
+	$(BIN)/python -m dp_leakage.analysis --store records --static static --readme README.md
+
+# Fold the complete grid runs of runs/ (never runs/_demo, runs/_cli or tests' folders) into the record store.
+fold: $(STAMP)
+	$(BIN)/dp_leakage_store fold --runs runs --store records
 
 # Headless Chromium opens every page of _docs/ (installs Debian's chromium where missing).
 check-site: $(STAMP)

@@ -22,6 +22,7 @@ from .attacks import ATTACKS
 from .data import UserError, atomic_write_text, save_figure
 from .records import command, to_markdown
 from .scoring import LEVEL, bootstrap_ci, label_hits, verdict
+from .store import STORE, collect, merge, read_store, unpack
 from .train import mean_ci
 
 # %% auto #0
@@ -29,9 +30,9 @@ __all__ = ['STUDY', 'PUBLISHED_ATTACK', 'METRICS', 'LABELS', 'METHOD_ORDER', 'ME
            'ATTACK_FIGURES', 'BLOCKS', 'published_table', 'method_label', 'load_records', 'has_records',
            'classification_table', 'format_table', 'attack_label', 'attack_table', 'format_attacks', 'tradeoff_figure',
            'transition_figure', 'setting_style', 'attack_figures', 'breakdown_table', 'format_breakdown', 'reading',
-           'grid_coverage', 'format_coverage', 'Analysis', 'secondary_victims', 'transition_name', 'analyse',
-           'notebook_table', 'notebooks_block', 'markers', 'other_blocks', 'readme_blocks', 'update_readme',
-           'results_cli']
+           'version_changes', 'format_changes', 'grid_coverage', 'format_coverage', 'Analysis', 'secondary_victims',
+           'transition_name', 'analyse', 'notebook_table', 'notebooks_block', 'markers', 'other_blocks',
+           'readme_blocks', 'update_readme', 'missing_block', 'results_cli']
 
 # %% ../nbs/50_analysis.ipynb #75f8da91
 STUDY = ('Differential Privacy: Gradient Leakage Attacks in Federated Learning Environments, arXiv 2510.23931 '
@@ -86,7 +87,8 @@ def _counted(rel:Path)->bool:
     "Is a record at `rel` (relative to the run folder) a grid run? Folders whose name starts with `_` (the demo's, the tests', the command line's) are not."
     return not any(part.startswith('_') for part in rel.parts)
 
-def load_records(runs:str|Path # a run folder (searched recursively for result.json)
+def load_records(runs:str|Path, # a run folder (searched recursively for result.json)
+                 version:int|None=GRID_RECORD_VERSION # the attack records' record version (None: every version)
                 )->dict[str, pd.DataFrame]:
     "`{'train': DataFrame, 'attack': DataFrame}` of every complete grid run under `runs` (one row per result.json; folders starting with `_` and attack records of another version than the grids' (`GRID_RECORD_VERSION`) left out)."
     runs = Path(runs)
@@ -97,7 +99,7 @@ def load_records(runs:str|Path # a run folder (searched recursively for result.j
         if kind is None or not _counted(rel): continue  # other experiments (e.g. runs/federated) have their own analysis
         rec = json.loads(f.read_text())
         if not {'train': {'method', 'accuracy'}, 'attack': {'attack', 'ssim'}}[kind] <= set(rec): continue
-        if kind == 'attack' and rec.get('record_version') != GRID_RECORD_VERSION: continue  # other versions are other runs
+        if kind == 'attack' and version is not None and rec.get('record_version') != version: continue  # other versions are other runs
         rec['run'], rec['folder'] = f.parent.relative_to(runs).as_posix(), str(f.parent)
         rows[kind].append(rec)
     out = {k: pd.DataFrame(v) for k, v in rows.items()}
@@ -590,6 +592,44 @@ def reading(cls:pd.DataFrame, att:pd.DataFrame)->list[str]:
         if parts: out.append(f"**{model}** (accuracy without privacy {a0:.3f} over {base['seeds'].iloc[0]} seed(s)): " + '; '.join(parts) + '.')
     return out
 
+# %% ../nbs/50_analysis.ipynb #ve7c0002
+def version_changes(att:dict, # record version -> its `attack_table`
+                    old:int=2, # the earlier version
+                    new:int=GRID_RECORD_VERSION # the grids' version
+                   )->pd.DataFrame:
+    "One row per verdict and per breakdown point (largest DP-SGD sigma leaking images or labels) that differs between versions `old` and `new`, over the cells measured at both; `attrs['cells']` counts those cells."
+    a, b = att.get(old, pd.DataFrame()), att.get(new, pd.DataFrame())
+    cols = ['what', 'attack', 'victim', 'model_state', 'batch_size', 'setting', 'old', 'new']
+    if not len(a) or not len(b):
+        out = pd.DataFrame(columns=cols); out.attrs['cells'] = 0; return out
+    keys = [k for k in ATTACK_KEYS if k in a and k in b]
+    m = a.merge(b, on=keys, suffixes=('_old', '_new'))
+    rows = [dict(what='verdict', **{k: r[k] for k in _GROUP if k in r}, setting=attack_label(r, False), old=r['verdict_old'], new=r['verdict_new'])
+            for _, r in m.iterrows() if r['verdict_old'] != r['verdict_new']]
+    both = lambda t: t.merge(m[keys], on=keys)
+    bo, bn = breakdown_table(both(a)), breakdown_table(both(b))
+    if len(bo) and len(bn):
+        g = [k for k in _GROUP if k in bo and k in bn]
+        for _, r in bo.merge(bn, on=g, suffixes=('_old', '_new')).iterrows():
+            for w in ('images', 'labels'):
+                o, n = r[f'{w}_sigma_old'], r[f'{w}_sigma_new']
+                if not (o == n or (pd.isna(o) and pd.isna(n))):
+                    rows.append(dict(what=f'{w}: largest σ leaking', **{k: r[k] for k in g}, setting='DP-SGD',
+                                     old='–' if pd.isna(o) else f'{o:g}', new='–' if pd.isna(n) else f'{n:g}'))
+    out = pd.DataFrame(rows, columns=cols); out.attrs['cells'] = len(m)
+    return out
+
+def format_changes(ch:pd.DataFrame, old:int=2, new:int=GRID_RECORD_VERSION)->str:
+    "The version-change table as README text."
+    n = ch.attrs.get('cells', 0)
+    if not n: return (f"_No cell is measured at both record versions {old} and {new} in the store yet "
+                      f"(`dp_leakage_sweep --grid attack --attack_grid primary-v2`, then `dp_leakage_store fold`)._")
+    head = f"Over the {n} cells measured at both record versions {old} and {new} (same releases): "
+    if not len(ch): return head + "no verdict and no largest σ leaking changed."
+    t = pd.DataFrame({'What': ch['what'], 'Attack': ch['attack'], 'Victim': [_victim(r) for _, r in ch.iterrows()],
+                      'B': ch['batch_size'], 'Setting': ch['setting'], f'version {old}': ch['old'], f'version {new}': ch['new']})
+    return head + f"{len(ch)} changed.\n\n" + to_markdown(t)
+
 # %% ../nbs/50_analysis.ipynb #c18109a1
 def grid_coverage(runs:str|Path # the run folder (its `attack/` holds the grids' run folders)
                  )->pd.DataFrame:
@@ -632,6 +672,7 @@ class Analysis:
     reading: list
     breakdown: pd.DataFrame = field(default_factory=pd.DataFrame)
     coverage: pd.DataFrame = field(default_factory=pd.DataFrame)  # `grid_coverage`
+    changes: pd.DataFrame = field(default_factory=pd.DataFrame)  # `version_changes`
     figures: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
 
@@ -659,6 +700,9 @@ def analyse(runs:str|Path, # run folder
     att = attack_table(rec['attack']) if len(rec['attack']) else pd.DataFrame()
     an = Analysis(Path(runs), rec['train'], rec['attack'], cls, att, reading(cls, att),
                   breakdown_table(att) if len(att) else pd.DataFrame(), grid_coverage(runs) if len(att) else pd.DataFrame())
+    if len(att):
+        old = load_records(runs, version=2)['attack']
+        an.changes = version_changes({2: attack_table(old) if len(old) else pd.DataFrame(), GRID_RECORD_VERSION: att})
     st = Path(static) if static is not None else None
     p = lambda n: st / n if st is not None else None
     texts = {}
@@ -721,12 +765,14 @@ def markers(block:str)->tuple[str, str]:
 def _rel(figure:str, readme)->str: return os.path.relpath(Path(figure), Path(readme).parent) if readme else figure
 
 def other_blocks(runs:Path, # the run folder
-                 fig # figure name -> its link from the README
+                 fig, # figure name -> its link from the README
+                 static:str|Path|None=None # where their figures are written (None: not drawn)
                 )->dict[str, str]:
-    "The `federated` and `audit` blocks, each from its own records (`runs/federated/compare` and `skew`, `runs/audit`) when present."
+    "The `federated` and `audit` blocks, each from its own records (`runs/federated/compare`, `skew` and `secagg`, `runs/audit`) when present; with `static`, their figures too."
     out = {}
     if (runs/'federated'/'compare').is_dir():
-        from dp_leakage.federated import format_summary, summary_table
+        from dp_leakage.federated import federated_figures, format_summary, summary_table
+        if static is not None: federated_figures(runs/'federated'/'compare', runs/'federated'/'secagg', static)
         t = summary_table(runs/'federated'/'compare')
         if len(t):
             out['federated'] = '\n'.join([
@@ -738,8 +784,9 @@ def other_blocks(runs:Path, # the run folder
             if len(skew): out['federated'] += '\n'.join(['', f"**Label skew** (two digits per client; records under `{runs.name}/federated/skew/`):", '',
                                                       to_markdown(format_summary(skew)), ''])
     if (runs/'audit').is_dir():
-        from dp_leakage.audit import audit_markdown
+        from dp_leakage.audit import audit_figure, audit_markdown
         md = audit_markdown(runs/'audit')
+        if static is not None and md.strip(): plt.close(audit_figure(runs/'audit', Path(static)/'audit_roc.png'))
         if md.strip():
             out['audit'] = '\n'.join([
                 f"Generated by `python -m dp_leakage.analysis` from the audit records under `{runs.name}/audit/` (`dp_leakage_audit`); "
@@ -748,7 +795,8 @@ def other_blocks(runs:Path, # the run folder
 
 def readme_blocks(an:Analysis, # `analyse` of the run folder
                   static:str='static', # where the figures are
-                  readme:str|Path|None=None # README the links are relative to
+                  readme:str|Path|None=None, # README the links are relative to
+                  draw:bool=False # draw the federation's and the audit's figures into `static` too
                  )->dict[str, str]:
     "The README's generated blocks for the kinds of records present: `train` (classification table, utility figure, reading) and `attack` (breakdown table, transition figure, attack table, reading)."
     out = {}
@@ -777,10 +825,11 @@ def readme_blocks(an:Analysis, # `analyse` of the run folder
               [f"![Leakage against the noise-to-signal ratio, {v}, {m} epochs of training, B = {b}]({fig(transition_name(v, m, b))})\n"
                for v, m, b in secondary] + ['</details>', ''] if secondary else []),
             '<details><summary>Every attack setting</summary>', '', to_markdown(format_attacks(an.attacks)[cols]), '', '</details>', ''] +
+            ["**What record version 3 changed** (`version_changes`):", '', format_changes(an.changes), ''] +
             (["**The grids' runs** (`grid_coverage`):", '', format_coverage(an.coverage), '']
              if len(an.coverage) and an.coverage['complete'].sum() else []) +
             [f"- {x}" for x in att_lines])
-    out.update(other_blocks(an.runs, fig))
+    out.update(other_blocks(an.runs, fig, static if draw else None))
     return out
 
 def update_readme(readme:str|Path, # README.md with the blocks' markers
@@ -800,22 +849,36 @@ def update_readme(readme:str|Path, # README.md with the blocks' markers
     if text != old: atomic_write_text(readme, text)
     return changed
 
+def missing_block(block:str, store:str|Path=STORE)->str:
+    "What a README block says when the store holds none of its records."
+    return (f"_The record store (`{Path(store).name}/`) holds no records of this kind yet: run their command (see above), "
+            f"fold the runs into the store (`dp_leakage_store fold`) and regenerate (`make results`)._")
+
 @call_parse
 @command
-def results_cli(runs:str='runs', # run folder with the training and attack records
+def results_cli(store:str=STORE, # the record store (`dp_leakage.store`): the records behind README.md and static/
+                runs:str='', # a run folder whose complete grid runs are read too, as if folded into the store ('' for the store alone)
                 static:str='static', # where the figures and tables are written
                 readme:str='README.md', # README whose generated blocks are rewritten ('' to leave it)
                 threads:int=None, # torch intra-op threads (default: what suits the machine)
                 debug:bool=False # show tracebacks
                ):
-    "Regenerate the results figures and tables from the grid records, and the README blocks of the kinds of records present (and the notebook table)."
+    "Regenerate every results figure and table and the README's generated blocks from the record store (plus a run folder when given); a block whose records the store lacks says so."
     matplotlib.use('Agg')
     if readme and (Path(readme).parent/'nbs').is_dir():
         print(f"{readme}: notebook table {'rewritten' if update_readme(readme, {'notebooks': notebooks_block(Path(readme).parent/'nbs')}) else 'unchanged'}")
-    an = analyse(runs, static)
-    print(f"{len(an.train)} training and {len(an.attack)} attack records under {runs} (folders starting with _ not counted)")
-    for f in an.files: print(f"wrote {f}")
-    if readme:
-        blocks = readme_blocks(an, static, readme)
-        ch = update_readme(readme, blocks)
-        print(f"{readme}: rewrote {', '.join(ch) if ch else 'nothing'}; left {', '.join(b for b in BLOCKS if b not in blocks)} as they were")
+    lines = read_store(store)
+    if runs:
+        lines, rep = merge(lines, collect(runs))
+        print(f"{runs}: {rep}")
+    with tempfile.TemporaryDirectory() as tmp:   # the analysis reads run folders: the store's, unpacked under its own name
+        root = Path(tmp)/Path(store).name
+        unpack(store, root, lines=lines, progress=False)
+        an = analyse(root, static)
+        print(f"{len(an.train)} training and {len(an.attack)} attack records of the grids' version in {store}" + (f" and {runs}" if runs else ''))
+        for f in an.files: print(f"wrote {f}")
+        if readme:
+            blocks = readme_blocks(an, static, readme, draw=True)
+            blocks.update({b: missing_block(b, store) for b in BLOCKS if b not in blocks})
+            ch = update_readme(readme, blocks)
+            print(f"{readme}: rewrote {', '.join(ch) if ch else 'nothing'}")
