@@ -30,9 +30,9 @@ __all__ = ['STUDY', 'PUBLISHED_ATTACK', 'METRICS', 'LABELS', 'METHOD_ORDER', 'ME
            'ATTACK_FIGURES', 'BLOCKS', 'published_table', 'method_label', 'load_records', 'has_records',
            'classification_table', 'format_table', 'attack_label', 'attack_table', 'format_attacks', 'tradeoff_figure',
            'transition_figure', 'setting_style', 'attack_figures', 'breakdown_table', 'format_breakdown', 'reading',
-           'version_changes', 'format_changes', 'grid_coverage', 'format_coverage', 'Analysis', 'secondary_victims',
-           'transition_name', 'analyse', 'notebook_table', 'notebooks_block', 'markers', 'other_blocks',
-           'readme_blocks', 'update_readme', 'missing_block', 'results_cli']
+           'version_changes', 'paired_tables', 'format_changes', 'grid_coverage', 'format_coverage', 'Analysis',
+           'secondary_victims', 'transition_name', 'analyse', 'notebook_table', 'notebooks_block', 'markers',
+           'other_blocks', 'readme_blocks', 'update_readme', 'missing_block', 'results_cli']
 
 # %% ../nbs/50_analysis.ipynb #75f8da91
 STUDY = ('Differential Privacy: Gradient Leakage Attacks in Federated Learning Environments, arXiv 2510.23931 '
@@ -619,6 +619,17 @@ def version_changes(att:dict, # record version -> its `attack_table`
     out = pd.DataFrame(rows, columns=cols); out.attrs['cells'] = len(m)
     return out
 
+def paired_tables(old:pd.DataFrame, # attack records of the earlier version (`load_records(runs, version=2)['attack']`)
+                  new:pd.DataFrame # attack records of the grids' version
+                 )->dict:
+    "{version: `attack_table`} of the runs measured at both versions only (same configuration but for `record_version`), so that a cell compares the same images."
+    if not len(old) or not len(new): return {}
+    key = lambda c: json.dumps({k: v for k, v in c.items() if k not in ('record_version', 'dp_leakage_version')}, sort_keys=True)
+    both = set(map(key, old['config'])) & set(map(key, new['config']))
+    pick = lambda df: df[[key(c) in both for c in df['config']]]
+    o, n = pick(old), pick(new)
+    return {int(o['record_version'].iloc[0]): attack_table(o), GRID_RECORD_VERSION: attack_table(n)} if len(o) else {}
+
 def format_changes(ch:pd.DataFrame, old:int=2, new:int=GRID_RECORD_VERSION)->str:
     "The version-change table as README text."
     n = ch.attrs.get('cells', 0)
@@ -700,9 +711,7 @@ def analyse(runs:str|Path, # run folder
     att = attack_table(rec['attack']) if len(rec['attack']) else pd.DataFrame()
     an = Analysis(Path(runs), rec['train'], rec['attack'], cls, att, reading(cls, att),
                   breakdown_table(att) if len(att) else pd.DataFrame(), grid_coverage(runs) if len(att) else pd.DataFrame())
-    if len(att):
-        old = load_records(runs, version=2)['attack']
-        an.changes = version_changes({2: attack_table(old) if len(old) else pd.DataFrame(), GRID_RECORD_VERSION: att})
+    if len(att): an.changes = version_changes(paired_tables(load_records(runs, version=2)['attack'], rec['attack']))
     st = Path(static) if static is not None else None
     p = lambda n: st / n if st is not None else None
     texts = {}
