@@ -35,9 +35,10 @@ from .update_attacks import attack_labels, attack_update, update_norm
 
 # %% auto #0
 __all__ = ['client_app', 'secagg_client_app', 'server_app', 'refuses', 'round_seed', 'client_device', 'train_client',
-           'method_mod', 'client_train', 'client_partition', 'SecAggClient', 'truth_images', 'attack_client_update',
-           'attack_client_labels', 'attack_rounds', 'leakage_summary', 'run_verdict', 'FederationLog', 'evaluate_model',
-           'epsilon_spent', 'CuriousServer', 'server_noise_seed', 'PartitionOrderedGrid', 'CuriousStrategy', 'serve',
+           'numpy_seed', 'client_seed_mod', 'method_mod', 'client_train', 'client_partition', 'SecAggClient',
+           'truth_images', 'attack_client_update', 'attack_client_labels', 'attack_rounds', 'leakage_summary',
+           'run_verdict', 'FederationLog', 'evaluate_model', 'epsilon_spent', 'CuriousServer', 'server_noise_seed',
+           'node_partitions', 'PartitionOrderedGrid', 'CuriousStrategy', 'serve', 'PartitionOrderedClients',
            'SecAggFedAvg', 'serve_secagg', 'backend_config', 'run_federation', 'server_main']
 
 # %% ../nbs/41_flower_app.ipynb #a0961ca4
@@ -92,6 +93,27 @@ def train_client(cfg:FedConfig, pid:int, rnd:int, state:dict, context:Context, d
     truth = {'indices': [int(i) for b in r['batches'] for i in b], 'batch-sizes': [len(b) for b in r['batches']]}
     return {k: v.cpu() for k, v in model.state_dict().items()}, metrics, truth
 
+@contextmanager
+def numpy_seed(seed:int):
+    "Seed numpy's global generator (from which Flower's DP noise and SecAgg+'s stochastic quantisation draw) inside the block, and restore it afterwards."
+    state = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try: yield
+    finally: np.random.set_state(state)
+
+def _run_of(msg:Message)->tuple[FedConfig, int]|None:
+    "The federation's settings and the round of a training message (Message API or legacy `fitins`), or None."
+    rec = msg.content.config_records
+    conf = rec.get('config') or rec.get('fitins.config')
+    if conf is None or 'fedconfig' not in conf: return None
+    return FedConfig.from_json(conf['fedconfig']), int(conf['server-round'])
+
+def client_seed_mod(msg:Message, ctxt:Context, call_next):
+    "Flower client mod: a training message runs with numpy's generator seeded from the run's seed, the round and the partition (`round_seed`), so that `LocalDpMod`'s noise and SecAgg+'s stochastic quantisation follow the run's config."
+    run = _run_of(msg) if msg.metadata.message_type == MessageType.TRAIN else None
+    if run is None: return call_next(msg, ctxt)
+    with numpy_seed(round_seed(run[0], run[1], int(ctxt.node_config['partition-id']))): return call_next(msg, ctxt)
+
 def _zero_update_safe(mod, msg:Message, ctxt:Context, call_next):
     "Run Flower `mod`; if the update is exactly zero (Flower 1.41's clipping then divides by zero), clip as a no-op."
     from flwr.supercore.differential_privacy import add_gaussian_noise_inplace
@@ -118,7 +140,7 @@ def method_mod(msg:Message, ctxt:Context, call_next):
     if make is None or refuses(cfg, ctxt): return call_next(msg, ctxt)   # a refusing client releases nothing to privatise
     return _zero_update_safe(make(cfg), msg, ctxt, call_next)
 
-client_app = ClientApp(mods=[method_mod])
+client_app = ClientApp(mods=[client_seed_mod, method_mod])
 
 @client_app.train()
 def client_train(msg:Message, context:Context)->Message:
@@ -138,6 +160,7 @@ def client_partition(msg:Message, context:Context)->Message:
 class SecAggClient(NumPyClient):
     "The same local training as a `NumPyClient`, for Flower's SecAgg+ (legacy) workflow."
     def __init__(self, context:Context): self.ctx = context
+    def get_properties(self, config): return {'partition-id': int(self.ctx.node_config['partition-id'])}   # `PartitionOrderedClients`
     def fit(self, parameters, config):
         cfg, rnd = FedConfig.from_json(config['fedconfig']), int(config['server-round'])
         names = list(create_model(cfg.model).state_dict())
@@ -145,7 +168,7 @@ class SecAggClient(NumPyClient):
         new, metrics, truth = train_client(cfg, int(self.ctx.node_config['partition-id']), rnd, state, self.ctx, client_device(config))
         return [v.numpy() for v in new.values()], int(metrics['num-examples']), dict(metrics, truth=json.dumps(truth))
 
-secagg_client_app = ClientApp(client_fn=lambda context: SecAggClient(context).to_client(), mods=[secaggplus_mod])
+secagg_client_app = ClientApp(client_fn=lambda context: SecAggClient(context).to_client(), mods=[client_seed_mod, secaggplus_mod])
 
 # %% ../nbs/41_flower_app.ipynb #cfb09eaf
 def truth_images(truth:list[dict], # the `truth` of every client in an update
@@ -295,10 +318,18 @@ class CuriousServer:
 @contextmanager
 def server_noise_seed(cfg:FedConfig, server_round:int):
     "Seed numpy's global generator, from which Flower's server-side DP wrappers draw their noise (`add_gaussian_noise_inplace`), for `server_round` of the run `cfg`, and restore it afterwards: the same run draws the same noise."
-    state = np.random.get_state()
-    np.random.seed(round_seed(cfg, server_round, -1) % 2**32)
-    try: yield
-    finally: np.random.set_state(state)
+    with numpy_seed(round_seed(cfg, server_round, -1)): yield
+
+def node_partitions(grid:Grid, ids:list[int], legacy:bool=False)->dict[int, int]:
+    "Node ID -> the partition it holds, asked with one message per node: a query (`client_partition`), or Flower's legacy `get_properties` (`SecAggClient`)."
+    from flwr.common import GetPropertiesIns
+    from flwr.compat.common.recorddict_compat import getpropertiesins_to_recorddict
+    kind, content = ('get_properties', lambda: getpropertiesins_to_recorddict(GetPropertiesIns({}))) if legacy else (MessageType.QUERY, RecordDict)
+    replies = list(grid.send_and_receive([Message(content(), dst_node_id=n, message_type=kind) for n in ids]))
+    bad = [r for r in replies if r.has_error()]
+    if bad: raise RuntimeError(f"{len(bad)} node(s) did not say which partition they hold: {bad[0].error.reason}")
+    key = 'getpropertiesres.properties' if legacy else 'partition'
+    return {r.metadata.src_node_id: int(r.content.config_records[key]['partition-id']) for r in replies}
 
 class PartitionOrderedGrid:
     "A `Grid` whose `get_node_ids` lists the nodes in the order of the partitions they hold (asked once with a query message): Flower's simulation gives its nodes random IDs, so its sampler (`random.sample`, seeded) would otherwise pick other partitions in every run."
@@ -306,10 +337,7 @@ class PartitionOrderedGrid:
     def __getattr__(self, name): return getattr(self.grid, name)
     def partitions(self, ids:list[int])->dict[int, int]:
         "Node ID -> the partition it holds, asked with one query message per node (answered by `client_partition`)."
-        replies = list(self.grid.send_and_receive([Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in ids]))
-        bad = [r for r in replies if r.has_error()]
-        if bad: raise RuntimeError(f"{len(bad)} node(s) did not say which partition they hold: {bad[0].error.reason}")
-        return {r.metadata.src_node_id: int(r.content['partition']['partition-id']) for r in replies}
+        return node_partitions(self.grid, ids)
     def get_node_ids(self)->list[int]:
         ids = list(self.grid.get_node_ids())
         if self.order is None or set(self.order) != set(ids):
@@ -332,6 +360,7 @@ class CuriousStrategy(Strategy):
         self.spy.observe(server_round, [(int(r.content['metrics']['partition-id']), r.content['arrays'].to_torch_state_dict(),
                                          r.content['metrics'], json.loads(r.content['truth']['json'])) for r in replies])
         kept = [r for r in replies if not int(r.content['metrics'].get('refused', 0))]   # refusals are not averaged in
+        kept.sort(key=lambda r: int(r.content['metrics']['partition-id']))   # summed in partition order, not in order of arrival
         with server_noise_seed(self.spy.cfg, server_round):   # Flower's server-side DP noise, drawn from numpy's global generator
             return self.strategy.aggregate_train(server_round, kept)
     def configure_evaluate(self, server_round, arrays, config, grid):
@@ -366,10 +395,23 @@ def serve(grid:Grid, cfg:FedConfig, log:FederationLog, device:str|None=None)->No
     strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=cfg.rounds,
                    train_config=ConfigRecord(_train_config(cfg, device)), evaluate_fn=evaluate_fn)
 
+class PartitionOrderedClients:
+    "A legacy `ClientManager` whose `sample` is Flower's `SimpleClientManager.sample` (`random.sample`, seeded) over the clients in the order of the partitions they hold (asked once per node with `node_partitions`), not over Flower's random node IDs."
+    def __init__(self, manager, grid:Grid): self.manager, self.grid, self.part = manager, grid, {}
+    def __getattr__(self, name): return getattr(self.manager, name)
+    def partitions(self, ids:list[int])->dict[int, int]: return node_partitions(self.grid, ids, legacy=True)
+    def sample(self, num_clients:int, min_num_clients:int|None=None, criterion=None)->list:
+        self.manager.wait_for(num_clients if min_num_clients is None else min_num_clients)
+        clients = list(self.manager.all().values())
+        new = [c.node_id for c in clients if c.node_id not in self.part]
+        if new: self.part.update(self.partitions(new))
+        clients = sorted((c for c in clients if criterion is None or criterion.select(c)), key=lambda c: self.part[c.node_id])
+        return random.sample(clients, num_clients) if num_clients <= len(clients) else []
+
 class SecAggFedAvg(LegacyFedAvg):
-    "Legacy FedAvg for the SecAgg+ workflow: every result carries only the aggregate, which the curious server attacks."
-    def __init__(self, cfg:FedConfig, spy:CuriousServer, evaluate:Callable, names:list[str], device:str|None=None, **kw):
-        self.cfg, self.spy, self.names = cfg, spy, names
+    "Legacy FedAvg for the SecAgg+ workflow: every result carries only the aggregate, which the curious server attacks; clients are sampled in partition order."
+    def __init__(self, cfg:FedConfig, spy:CuriousServer, evaluate:Callable, names:list[str], device:str|None=None, grid:Grid|None=None, **kw):
+        self.cfg, self.spy, self.names, self.grid, self.clients = cfg, spy, names, grid, None
         super().__init__(fraction_fit=cfg.fraction, fraction_evaluate=0.0, min_fit_clients=cfg.sampled,
                          min_available_clients=cfg.clients, on_fit_config_fn=lambda r: {**_train_config(cfg, device), 'server-round': r},
                          evaluate_fn=self._evaluate, accept_failures=False, **kw)
@@ -381,6 +423,9 @@ class SecAggFedAvg(LegacyFedAvg):
     def configure_fit(self, server_round, parameters, client_manager):
         from flwr.common import parameters_to_ndarrays
         self.spy.sent = self._state(parameters_to_ndarrays(parameters))
+        if self.grid is not None:
+            if self.clients is None or self.clients.manager is not client_manager: self.clients = PartitionOrderedClients(client_manager, self.grid)
+            client_manager = self.clients
         return super().configure_fit(server_round, parameters, client_manager)
     def aggregate_fit(self, server_round, results, failures):
         from flwr.common import parameters_to_ndarrays
@@ -397,7 +442,7 @@ def serve_secagg(grid:Grid, context:Context, cfg:FedConfig, log:FederationLog, d
     model = create_model(cfg.model)
     names = list(model.state_dict())
     evaluate = _evaluator(cfg, log)
-    strategy = SecAggFedAvg(cfg, CuriousServer(cfg, log), evaluate, names, device,
+    strategy = SecAggFedAvg(cfg, CuriousServer(cfg, log), evaluate, names, device, grid,
                             initial_parameters=ndarrays_to_parameters([v.numpy() for v in model.state_dict().values()]))
     ctx = LegacyContext(context=context, config=ServerConfig(num_rounds=cfg.rounds), strategy=strategy)
     # every sampled client shares its keys with all others; half of the shares (at least 2) reconstruct a secret
