@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
 
-from .analysis import attack_table, load_records
+from .tables import attack_table, load_records
 from .attack import GRID_RECORD_VERSION, attack_config, run_attack, setting_label
 from .data import UserError
 from .records import VERSION_KEY, command, environment, labelled, write_json
