@@ -105,6 +105,10 @@ def load_records(runs:str|Path, # a run folder (searched recursively for result.
     if len(out['attack']):
         a = out['attack']
         a['eps'] = [_eps_key(d, e) for d, e in zip(a['defence'], a.get('epsilon', [None] * len(a)))]
+        # a sigma the accountant solved for from an epsilon differs between environments in its last digits (its root
+        # finder's tolerance): one setting, one cell
+        a['noise_multiplier'] = [float(f'{s:.6g}') if isinstance(e, float) and math.isfinite(e) and s is not None and s == s else s
+                                 for s, e in zip(a.get('noise_multiplier', [None] * len(a)), a['eps'])]
     return out
 
 def has_records(runs)->bool:
