@@ -14,14 +14,14 @@ import pandas as pd
 from fastcore.script import call_parse
 
 from .tables import attack_table, load_records
-from .attack import GRID_RECORD_VERSION, attack_config, run_attack, setting_label
+from .attack import ATTACK_GRIDS, GRID_RECORD_VERSION, attack_config, attack_grid_runs, run_attack, setting_label
 from .data import UserError
 from .records import VERSION_KEY, command, environment, labelled, write_json
 from .store import STORE, read_store
 
 # %% auto #0
-__all__ = ['VALUES', 'SSIM_VALUES', 'CELL_KEYS', 'rerun', 'compare', 'sample_runs', 'cell_key', 'transition_cells', 'Report',
-           'reproduce', 'reproduce_cli']
+__all__ = ['VALUES', 'SSIM_VALUES', 'CELL_KEYS', 'rerun', 'compare', 'grid_lines', 'sample_runs', 'cell_key', 'transition_cells',
+           'Report', 'reproduce', 'reproduce_cli']
 
 # %% ../nbs/55_reproduce.ipynb #3628240d
 VALUES = ('ssim', 'psnr', 'mse', 'label_accuracy', 'per_image_ssim', 'labels', 'iterations_run', 'final_loss')   # what a rerun is compared on
@@ -44,6 +44,16 @@ def compare(stored:dict, new:dict, tol:float=0.05)->tuple[str, float]:
     return ('within' if d <= tol else 'differs'), d
 
 # %% ../nbs/55_reproduce.ipynb #9e202002
+def grid_lines(lines:dict[str, dict], # store lines of the attack kind
+               grid:str|None='primary' # a key of `ATTACK_GRIDS` (None: every stored attack record)
+              )->dict[str, dict]:
+    "The store lines whose record is a run of the named grid (its configuration is one of the grid's)."
+    if grid is None: return lines
+    if grid not in ATTACK_GRIDS: raise UserError(f"unknown grid {grid!r}: use one of {', '.join(ATTACK_GRIDS)}")
+    key = lambda c: json.dumps(c, sort_keys=True)
+    ids = {key(c.identity()) for c in attack_grid_runs(grid)}
+    return {run: l for run, l in lines.items() if key(l['result'].get('config')) in ids}
+
 def sample_runs(lines:dict[str, dict], # store lines of the attack kind (`read_store()['attack']`)
                 n:int=60, # runs to draw
                 seed:int=0, # the draw's seed
@@ -117,12 +127,13 @@ def reproduce(store:str|Path=STORE, # the record store
               tol:float=0.05, # the SSIM difference still counted as `within`
               version:int|None=None, # only records of this record version (None: all versions)
               data_root:str|None=None, # data root
-              progress:bool=True
+              progress:bool=True,
+              grid:str|None='primary' # only records of this grid (`ATTACK_GRIDS`; None: every attack record)
              )->Report:
     "Re-run a stratified sample of the stored attack records and whole cells on this machine and compare (see the notebook)."
     t0 = time.time()
-    lines = read_store(store, ('attack',))['attack']
-    if not lines: raise UserError(f"the record store {store} holds no attack records: give --store the folder of the shipped records/")
+    lines = grid_lines(read_store(store, ('attack',))['attack'], grid)
+    if not lines: raise UserError(f"the record store {store} holds no attack records{f' of the grid {grid}' if grid else ''}: give --store the folder of the shipped records/ (or another --grid)")
     runs = sample_runs(lines, n, seed, version)
     rows = []
     for r in (labelled(runs, 'runs re-run') if progress and runs else runs):
@@ -153,6 +164,7 @@ def reproduce_cli(store:str=STORE, # the record store (the repository's records/
                   seed:int=0, # the sample's seed
                   tol:float=0.05, # SSIM difference still counted as reproduced within tolerance
                   version:int=None, # only records of this record version (default: all)
+                  grid:str='primary', # only records of this attack grid (`dp_leakage.attack.ATTACK_GRIDS`; 'all' for every attack record)
                   out:str='', # also write the per-run and per-cell tables here as JSON ('' for none)
                   data_root:str=None, # data root (default: $DP_LEAKAGE_DATA)
                   threads:int=None, # torch intra-op threads (default: what suits the machine)
@@ -160,7 +172,7 @@ def reproduce_cli(store:str=STORE, # the record store (the repository's records/
                  ):
     "Re-run a sample of the stored records on this machine; print how many reproduce exactly, within a tolerance, or differ, and whether cells' verdicts agree."
     if n < 0 or cells < 0: raise UserError(f"--n and --cells must be >= 0, not {n} and {cells}")
-    rep = reproduce(store, n, cells, seed, tol, version, data_root)
+    rep = reproduce(store, n, cells, seed, tol, version, data_root, grid=None if grid == 'all' else grid)
     with pd.option_context('display.width', 200, 'display.max_columns', 20):
         if len(rep.runs): print(rep.runs.drop(columns='images').to_string(index=False))
         if len(rep.cells): print(rep.cells.to_string(index=False))
