@@ -175,7 +175,7 @@ def secagg_table(clients=range(2, 11), # numbers of clients summed
                              bins=bins_per_image * n * per_client, groups=repeats, recovered=v, lo=lo, hi=hi))
     return pd.DataFrame(rows)
 
-# %% ../nbs/24_imprint.ipynb #f6a3f266
+# %% ../nbs/24_imprint.ipynb #46262ace
 def load_imprint_records(runs='runs' # run folder: its `attack/` subfolder is read (folders starting with _ skipped)
                         )->pd.DataFrame:
     "One row per imprint record under `runs/attack` (or `runs` itself if it has no `attack/`), `bins` resolved (None: 4B)."
@@ -237,10 +237,11 @@ def imprint_figure(t:pd.DataFrame, # `imprint_table`
         ax.plot(s.sigma, s.recovered, marker='o', ms=3, label=f"B = {B}")
         ax.fill_between(s.sigma, s.lo.fillna(s.recovered), s.hi.fillna(s.recovered), alpha=.15)
     for _, r in t[t.setting.str.startswith('dpsgd eps')].drop_duplicates('setting').iterrows():
-        ax.axvline(r.sigma, ls='--', lw=.8, color='grey'); ax.text(r.sigma, 1.02, r.setting.split()[1], fontsize=7, ha='center')
+        ax.axvline(r.sigma, ls='--', lw=.8, color='grey')
+        ax.text(r.sigma, .5, r.setting.split()[1].replace('eps=', 'ε = '), fontsize=7, rotation=90, va='center', ha='right')
     ax.set(xscale='log', xlabel='DP-SGD noise multiplier sigma', ylabel='recovered fraction (SSIM >= 0.9)', ylim=(-.02, 1.08))
     ax.set_title(f"Imprint attack on MNIST, k = {bins_per_image}B bins: recovery against noise", fontsize=9)
-    ax.legend(fontsize=7, loc='center left'); fig.tight_layout()
+    ax.legend(fontsize=7, loc='center'); fig.tight_layout()
     if path is not None: save_figure(fig, path, dpi=80)
     return fig
 
