@@ -58,6 +58,7 @@ site: $(STAMP)
 # into static/ and the results section of README.md.
 results: $(STAMP)
 	$(BIN)/python -m dp_leakage.analysis --runs runs --static static --readme README.md
+	$(BIN)/python -m dp_leakage.imprint --runs runs --static static --readme README.md
 
 # Headless Chromium opens every page of _docs/ (installs Debian's chromium where missing).
 check-site: $(STAMP)

@@ -328,7 +328,7 @@ def _secondary(**kw):
             + default_grid(images=range(20), batch_sizes=(4,), defences=_TRANSITION, attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw)
             + default_grid(images=range(16), batch_sizes=(16,), defences=_TRANSITION, attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw))
 
-IMPRINT_BATCHES = {1: 10, 8: 10, 32: 5, 64: 5, 128: 5}   # imprint grid: B -> disjoint batches (images 0 onwards)
+IMPRINT_BATCHES = {1: 5, 8: 5, 32: 3, 64: 3, 128: 3}   # imprint grid: B -> disjoint batches (images 0 onwards)
 IMPRINT_BIN_FACTORS = (1, 2, 4)                            # imprint grid: k = factor x B
 
 def _imprint(images=None, # MNIST training indices (default: the first B x IMPRINT_BATCHES[B] for each B)
@@ -343,7 +343,7 @@ def _imprint(images=None, # MNIST training indices (default: the first B x IMPRI
     defences = grid_defences(kappas=(1e-4,)) if defences is None else defences
     seq = []
     for B in (batch_sizes or IMPRINT_BATCHES):
-        imgs = list(range(B * IMPRINT_BATCHES.get(B, 5))) if images is None else list(images)
+        imgs = list(range(B * IMPRINT_BATCHES.get(B, 3))) if images is None else list(images)
         seq += [(k, B, tuple(imgs[i:i + B])) for k, i in enumerate(range(0, len(imgs) - B + 1, B))]
     runs = []
     for _, B, imgs in sorted(seq):
