@@ -20,6 +20,7 @@ from .attack import (ATTACK_GRIDS, GRID_KAPPAS, GRID_SIGMAS, GRID_RECORD_VERSION
                                per_image, setting_label, stored_run)
 from .attacks import ATTACKS
 from .data import UserError, atomic_write_text, save_figure
+from .imprint import imprint_figure, imprint_markdown, imprint_table, load_imprint_records
 from .records import command, to_markdown
 from .scoring import LEVEL, bootstrap_ci, label_hits, verdict
 from .store import STORE, collect, merge, read_store, unpack
@@ -125,7 +126,7 @@ def notebooks_block(nbs:str|Path='nbs' # the notebooks folder
     return "Generated from the notebooks by `python -m dp_leakage.analysis` (`make results`); do not edit by hand.\n\n" + to_markdown(t)
 
 # %% ../nbs/50_analysis.ipynb #95a781d6
-BLOCKS = ('train', 'attack', 'federated', 'audit')  # the results blocks (the README also has `notebooks`, from `notebooks_block`)
+BLOCKS = ('train', 'attack', 'imprint', 'federated', 'audit')  # the results blocks (the README also has `notebooks`, from `notebooks_block`)
 def markers(block:str)->tuple[str, str]:
     "The README markers around the generated block `block`: `<!-- results:BLOCK:start -->` ... `<!-- results:BLOCK:end -->`."
     return f'<!-- results:{block}:start -->', f'<!-- results:{block}:end -->'
@@ -136,8 +137,15 @@ def other_blocks(runs:Path, # the run folder
                  fig, # figure name -> its link from the README
                  static:str|Path|None=None # where their figures are written (None: not drawn)
                 )->dict[str, str]:
-    "The `federated` and `audit` blocks, each from its own records (`runs/federated/compare`, `skew` and `secagg`, `runs/audit`) when present; with `static`, their figures too."
+    "The `imprint`, `federated` and `audit` blocks, each from its own records (the imprint records of `runs/attack`, `runs/federated/compare`, `skew` and `secagg`, `runs/audit`) when present; with `static`, their figures and tables too."
     out = {}
+    imp = load_imprint_records(runs)
+    if len(imp):
+        t = imprint_table(imp)
+        if static is not None:
+            atomic_write_text(Path(static)/'imprint_table.csv', t.to_csv(index=False))
+            plt.close(imprint_figure(t, Path(static)/'imprint_transition.png'))
+        out['imprint'] = imprint_markdown(t, fig('imprint_transition.png'))
     if (runs/'federated'/'compare').is_dir():
         from dp_leakage.federated import federated_figures, format_summary, summary_table
         if static is not None: federated_figures(runs/'federated'/'compare', runs/'federated'/'secagg', static)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/23_attack.ipynb #14dbad6d
 from __future__ import annotations
-import json, math, time
+import hashlib, json, math, time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -22,13 +22,15 @@ from .records import environment, check_device, command, config_diff, config_dic
 from .release import Defence, DEFENCES, noise_seed, noise_to_signal, release
 from .scoring import baseline_scores, chance_label_accuracy, label_accuracy, match_scores
 from .attacks import attack_settings, check_attack, reconstruct
+from .imprint import imprint_model, recovered_fraction
 
 # %% auto #0
-__all__ = ['VICTIMS', 'RECORD_VERSION', 'GRID_RECORD_VERSION', 'LATE_FIELDS', 'MNIST_TRAIN_SIZE', 'MAX_BATCH', 'GRID_SIGMAS',
-           'GRID_EPSILONS', 'GRID_KAPPAS', 'PLAIN_ATTACKS', 'ADAPTIVE_ATTACKS', 'ATTACK_GRIDS', 'attack_model',
-           'AttackConfig', 'attack_config', 'save_grid', 'stored_run', 'run_attack', 'attack_run_name', 'attack_cli',
-           'grid_defences', 'default_grid', 'attack_grid_runs', 'run_attack_grid', 'setting_label', 'load_attack_runs',
-           'per_image', 'results_table', 'demo_attack']
+__all__ = ['VICTIMS', 'RECORD_VERSION', 'GRID_RECORD_VERSION', 'LATE_FIELDS', 'MNIST_TRAIN_SIZE', 'MAX_BATCH', 'MAX_BATCHES',
+           'SERVER_MODELS', 'GRID_SIGMAS', 'GRID_EPSILONS', 'GRID_KAPPAS', 'PLAIN_ATTACKS', 'ADAPTIVE_ATTACKS',
+           'IMPRINT_BATCHES', 'IMPRINT_BIN_FACTORS', 'ATTACK_GRIDS', 'attack_model', 'AttackConfig', 'attack_config',
+           'save_grid', 'stored_run', 'run_attack', 'attack_run_name', 'attack_cli', 'grid_defences', 'default_grid',
+           'attack_grid_runs', 'run_attack_grid', 'setting_label', 'load_attack_runs', 'per_image', 'results_table',
+           'demo_attack']
 
 # %% ../nbs/23_attack.ipynb #afbf2883
 VICTIMS = ('lenet', 'lenet_relu')
@@ -63,9 +65,10 @@ def attack_model(model_state:int=0, # epochs of training on MNIST before the att
 # %% ../nbs/23_attack.ipynb #a76c09d4
 RECORD_VERSION = 3  # of new runs. 2: noise per release (`noise_seed`), multiset label accuracy, batch-aware labels, epsilons and noise-to-signal in the record; 3: the attack settings of `ATTACK_VERSIONS[3]`
 GRID_RECORD_VERSION = 3  # the version of the 'primary' and 'secondary' grids' runs (version-2 runs of their configurations stay in the store, named `...-rv2`)
-LATE_FIELDS: tuple = ()  # fields added to `AttackConfig` after records existed: part of a run's identity only where they differ from their default
+LATE_FIELDS: tuple = ('bins',)  # fields added to `AttackConfig` after records existed: part of a run's identity only where they differ from their default
 MNIST_TRAIN_SIZE = 60_000
 MAX_BATCH = 16
+MAX_BATCHES = {'imprint': 128}  # attacks that take larger batches (no optimisation)
 
 @dataclass(frozen=True)
 class AttackConfig:
@@ -76,7 +79,7 @@ class AttackConfig:
     noise_multiplier: float|None = None  # dpsgd: sigma given directly
     max_grad_norm: float = 1.0           # clip, dpsgd: clipping norm C
     kappa: float = 1e-4                  # pdp: penalty weight (the study's 0.1^2 * 0.1^2)
-    batch_size: int = 1                  # B (1 to 16)
+    batch_size: int = 1                  # B (1 to 16; imprint: to 128)
     images: tuple = (0,)                 # MNIST training indices of the batch (B of them)
     iterations: int = 300                # attack iterations
     model_state: int = 0                 # epochs of training before the attack (0: untrained)
@@ -87,6 +90,7 @@ class AttackConfig:
     data_root: str|None = None           # data root
     out: str = 'runs/_demo/attack'       # output folder
     device: str|None = None              # torch device: 'cpu', 'cuda' or 'cuda:N' (None: 'cuda' when available, else 'cpu'; stored resolved)
+    bins: int|None = None                # imprint: bins of the server's imprint block (None: 4B)
 
     def __post_init__(self): object.__setattr__(self, 'device', check_device(self.device))
 
@@ -118,7 +122,10 @@ def attack_config(**params)->AttackConfig:
     c = AttackConfig(**params)
     attack_settings(c.attack, c.record_version)  # a known attack, and a record version it is defined for
     if c.defence not in DEFENCES: raise UserError(f"Unknown defence {c.defence!r}. Known defences: {', '.join(sorted(DEFENCES))}.")
-    _check_range('batch_size', c.batch_size, 1, MAX_BATCH, 'an integer')
+    _check_range('batch_size', c.batch_size, 1, MAX_BATCHES.get(c.attack, MAX_BATCH), 'an integer')
+    if c.bins is not None:
+        if c.attack != 'imprint': raise UserError(f"bins applies to --attack imprint only, not to {c.attack!r}: drop it")
+        _check_range('bins', c.bins, 1, 65_536, 'an integer')
     if len(c.images) != c.batch_size:
         raise UserError(f"images has {len(c.images)} indices but batch_size is {c.batch_size}: give B indices, e.g. --images 0,1,2,3 --batch_size 4")
     out = [i for i in c.images if not 0 <= i < MNIST_TRAIN_SIZE]
@@ -158,6 +165,9 @@ def save_grid(snapshots:dict, truth:torch.Tensor, path:Path, title:str=''):
     save_figure(fig, path)
     plt.close(fig)
 
+SERVER_MODELS = {  # attack -> f(victim, cfg): the model a malicious server sends instead of the victim
+    'imprint': lambda victim, c: imprint_model(victim, c.bins or 4 * c.batch_size, c.data_root)}
+
 def stored_run(cfg:AttackConfig)->dict|None:
     "The record in `cfg.out` if it is the run `cfg` (same configuration; its device whatever ran it), None if there is none; a `UserError` if the folder holds another run."
     f = Path(cfg.out)/'result.json'
@@ -175,6 +185,7 @@ def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
     if write and (rec := stored_run(cfg)) is not None: return rec
     d = cfg.defence_obj()
     model = attack_model(cfg.model_state, cfg.seed, cfg.data_root, cfg.victim, cfg.device)
+    if cfg.attack in SERVER_MODELS: model = SERVER_MODELS[cfg.attack](model, cfg)   # a server that lies sends another model
     x, y = (t.to(cfg.device) for t in mnist_images(cfg.images, root=cfg.data_root))
     base = baseline_scores(x, cfg.data_root, cfg.seed)
     t0 = time.time()
@@ -194,11 +205,13 @@ def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
                per_image_ssim=[float(v) for v in per.ssim], per_image_psnr=[float(v) for v in per.psnr],
                true_labels=[int(v) for v in y], labels=[int(v) for v in r.labels], **base,
                seconds=time.time() - t0, device=cfg.device, environment=environment(), config=cfg.identity())
+    rec['recovered_fraction'] = recovered_fraction(per.ssim)   # share of the batch at matched SSIM >= 0.9
     rec = json_safe(rec)
     if write:
         atomic_write(out/'history.csv', lambda t: h.to_csv(t, index=False))
         atomic_write(out/'snapshots.pt', lambda t: torch.save({**r.snapshots, 'truth': x.cpu()}, t))
-        save_grid(r.snapshots, x.cpu(), out/'reconstruction.png', f"{cfg.attack} / {cfg.defence}")
+        n = MAX_BATCH   # the figure shows at most the first MAX_BATCH images
+        save_grid({k: v[:n] for k, v in r.snapshots.items()}, x[:n].cpu(), out/'reconstruction.png', f"{cfg.attack} / {cfg.defence}")
         write_json(rec, out/'result.json')
     return rec
 
@@ -212,21 +225,25 @@ def attack_run_name(p:dict)->str:
     "The folder name of an attack run: `dp_leakage.records.run_name` plus every setting it leaves out that differs from the default."
     d, extra = AttackConfig(), []
     if p.get('defence') == 'pdp': extra.append(f"k{p.get('kappa', d.kappa):g}")
-    for k, short in (('model_state', 'm'), ('victim', 'v'), ('repetition', 'r'), ('iterations', 'it'), ('max_grad_norm', 'C')):
-        if k in p and p[k] != getattr(d, k): extra.append(f"{short}{p[k]:g}" if not isinstance(p[k], str) else f"{short}{p[k]}")
+    for k, short in (('model_state', 'm'), ('victim', 'v'), ('repetition', 'r'), ('iterations', 'it'), ('max_grad_norm', 'C'), ('bins', 'bins')):
+        if p.get(k, getattr(d, k)) != getattr(d, k): extra.append(f"{short}{p[k]:g}" if not isinstance(p[k], str) else f"{short}{p[k]}")
     v = p.get('record_version', GRID_RECORD_VERSION)
     if v != GRID_RECORD_VERSION: extra.append(f"rv{v}")  # runs of the grids' version are named without it
-    return '-'.join([run_name({**p, 'images': list(p.get('images', ()))})] + extra)
+    imgs = [int(i) for i in p.get('images', ())]
+    if len(imgs) > MAX_BATCH:   # larger batches (imprint) are named by their first and last image (and a hash unless consecutive)
+        tag = '' if imgs == list(range(imgs[0], imgs[0] + len(imgs))) else 'h' + hashlib.sha256(str(imgs).encode()).hexdigest()[:8]
+        imgs = [f"{imgs[0]}-{imgs[-1]}{tag}"]
+    return '-'.join([run_name({**p, 'images': imgs})] + extra)
 
 @call_parse
 @command
-def attack_cli(attack:str='dlg', # attack: dlg, idlg, ig, or an adaptive one (dlg_adaptive, idlg_adaptive, ig_adaptive)
+def attack_cli(attack:str='dlg', # attack: dlg, idlg, ig, an adaptive one (dlg_adaptive, idlg_adaptive, ig_adaptive), or imprint (a malicious server)
                defence:str='none', # defence: none, clip, dpsgd or pdp
                epsilon:float=None, # dpsgd: target epsilon of the stated training run
                noise_multiplier:float=None, # dpsgd: sigma, given directly instead of epsilon
                max_grad_norm:float=1.0, # clip, dpsgd: clipping norm C
                kappa:float=1e-4, # pdp: penalty weight (the study's 1e-4)
-               batch_size:int=1, # B: images in the attacked batch (1 to 16)
+               batch_size:int=1, # B: images in the attacked batch (1 to 16; imprint: to 128)
                images:str='0', # comma-separated MNIST training indices (B of them, 0 to 59999)
                iterations:int=300, # attack iterations
                model_state:int=0, # epochs of training before the attack (0: untrained)
@@ -238,12 +255,13 @@ def attack_cli(attack:str='dlg', # attack: dlg, idlg, ig, or an adaptive one (dl
                out:str=None, # output folder (default: runs/_cli/attack/RUN_NAME, outside the results)
                device:str=None, # torch device: 'cpu', 'cuda' or 'cuda:N' (default: 'cuda' when available, else 'cpu'; not part of the run's identity)
                threads:int=None, # torch intra-op threads (default: what suits the machine)
-               debug:bool=False # show tracebacks
+               debug:bool=False, # show tracebacks
+               bins:int=None # imprint: bins of the imprint block (default 4B)
               ):
     "Attack one MNIST batch through the gradient a defence releases; writes OUT/result.json and prints its summary."
     p = dict(attack=attack, defence=defence, epsilon=epsilon, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
              kappa=kappa, batch_size=batch_size, images=_images_arg(images), iterations=iterations, model_state=model_state,
-             victim=victim, seed=seed, repetition=repetition, record_version=record_version)
+             victim=victim, seed=seed, repetition=repetition, record_version=record_version, **({'bins': bins} if bins is not None else {}))
     cfg = attack_config(**p, data_root=data_root, device=device, out=out or str(Path('runs/_cli/attack')/attack_run_name(p)))
     rec = run_attack(cfg)
     print(json.dumps({k: rec[k] for k in ('attack', 'defence', 'epsilon', 'noise_multiplier', 'epsilon_run', 'epsilon_step',
@@ -310,11 +328,37 @@ def _secondary(**kw):
             + default_grid(images=range(20), batch_sizes=(4,), defences=_TRANSITION, attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw)
             + default_grid(images=range(16), batch_sizes=(16,), defences=_TRANSITION, attacks=PLAIN_ATTACKS + ADAPTIVE_ATTACKS, **kw))
 
+IMPRINT_BATCHES = {1: 5, 8: 5, 32: 3, 64: 3, 128: 3}   # imprint grid: B -> disjoint batches (images 0 onwards)
+IMPRINT_BIN_FACTORS = (1, 2, 4)                            # imprint grid: k = factor x B
+
+def _imprint(images=None, # MNIST training indices (default: the first B x IMPRINT_BATCHES[B] for each B)
+             batch_sizes=None, # B values (default: those of IMPRINT_BATCHES)
+             bin_factors=IMPRINT_BIN_FACTORS, # k / B
+             defences:list[dict]|None=None, # default: none, clip, PDP at the study's kappa, DP-SGD per sigma and per epsilon
+             seed:int=0, data_root=None, out:str='runs/attack', record_version:int=RECORD_VERSION,
+             attacks=('imprint',), iterations=None # accepted from the sweep; the grid is of the imprint attack (no iterations)
+            )->list[AttackConfig]:
+    "The imprint grid (`dp_leakage.imprint`): disjoint batches of each B, k = factor x B bins, each release; batch-major."
+    if tuple(attacks) != ('imprint',): raise UserError(f"the imprint grid runs the imprint attack only, not {list(attacks)}: drop --attacks")
+    defences = grid_defences(kappas=(1e-4,)) if defences is None else defences
+    seq = []
+    for B in (batch_sizes or IMPRINT_BATCHES):
+        imgs = list(range(B * IMPRINT_BATCHES.get(B, 3))) if images is None else list(images)
+        seq += [(k, B, tuple(imgs[i:i + B])) for k, i in enumerate(range(0, len(imgs) - B + 1, B))]
+    runs = []
+    for _, B, imgs in sorted(seq):
+        for d in defences:
+            for f in bin_factors:
+                p = dict(attack='imprint', batch_size=B, images=imgs, bins=f * B, seed=seed, record_version=record_version, **d)
+                runs.append(attack_config(**p, data_root=data_root, out=str(Path(out)/attack_run_name(p))))
+    return runs
+
 ATTACK_GRIDS = {  # each pinned to a record version, so that its records stay the runs it names
     'primary': _pinned(default_grid, GRID_RECORD_VERSION),
     'secondary': _pinned(_secondary, GRID_RECORD_VERSION),
     'primary-v2': _pinned(default_grid, 2),      # the weaker version-2 attacks on the same releases: what the version changed
     'secondary-v2': _pinned(_secondary, 2),
+    'imprint': _pinned(_imprint, GRID_RECORD_VERSION),   # a malicious server (`dp_leakage.imprint`)
 }
 
 def attack_grid_runs(name:str='primary', # a key of `ATTACK_GRIDS`
