@@ -28,9 +28,9 @@ from .imprint import imprint_model, recovered_fraction
 __all__ = ['VICTIMS', 'RECORD_VERSION', 'GRID_RECORD_VERSION', 'LATE_FIELDS', 'MNIST_TRAIN_SIZE', 'MAX_BATCH', 'MAX_BATCHES',
            'SERVER_MODELS', 'GRID_SIGMAS', 'GRID_EPSILONS', 'GRID_KAPPAS', 'PLAIN_ATTACKS', 'ADAPTIVE_ATTACKS',
            'IMPRINT_BATCHES', 'IMPRINT_BIN_FACTORS', 'ATTACK_GRIDS', 'attack_model', 'AttackConfig', 'attack_config',
-           'save_grid', 'stored_run', 'run_attack', 'attack_run_name', 'attack_cli', 'grid_defences', 'default_grid',
-           'attack_grid_runs', 'run_attack_grid', 'setting_label', 'load_attack_runs', 'per_image', 'results_table',
-           'demo_attack']
+           'save_grid', 'stored_run', 'run_attack', 'attack_record', 'attack_run_name', 'attack_cli', 'grid_defences',
+           'default_grid', 'attack_grid_runs', 'run_attack_grid', 'setting_label', 'load_attack_runs', 'per_image',
+           'results_table', 'demo_attack']
 
 # %% ../nbs/23_attack.ipynb #afbf2883
 VICTIMS = ('lenet', 'lenet_relu')
@@ -194,6 +194,10 @@ def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
     r = reconstruct(cfg.attack, model, grads, shape=x.shape, loss_fn=d.loss_fn, iterations=cfg.iterations,
                     seed=cfg.seed, defence=d, truth=x, truth_labels=y,
                     version=cfg.record_version)
+    return attack_record(cfg, d, x, y, base, nsr, r, time.time() - t0, write)
+
+def attack_record(cfg:AttackConfig, d:Defence, x, y, base:dict, nsr:float, r, seconds:float, write:bool=True)->dict:
+    "The record of run `cfg` from its reconstruction `r` (of the batch `x`, `y` released under `d`); written to `cfg.out` with its history, snapshots and grid when `write` (`run_attack`'s, and the batched grid path's in `dp_leakage.batched`)."
     final, per = match_scores(r.images, x)
     h = r.history
     hit = h.index[h.ssim >= 0.9]
@@ -204,10 +208,11 @@ def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
                iterations_run=int(h.iteration.iloc[-1]), final_loss=float(h.loss.iloc[-1]),
                per_image_ssim=[float(v) for v in per.ssim], per_image_psnr=[float(v) for v in per.psnr],
                true_labels=[int(v) for v in y], labels=[int(v) for v in r.labels], **base,
-               seconds=time.time() - t0, device=cfg.device, environment=environment(), config=cfg.identity())
+               seconds=seconds, device=cfg.device, environment=environment(), config=cfg.identity())
     rec['recovered_fraction'] = recovered_fraction(per.ssim)   # share of the batch at matched SSIM >= 0.9
     rec = json_safe(rec)
     if write:
+        out = Path(cfg.out)
         atomic_write(out/'history.csv', lambda t: h.to_csv(t, index=False))
         atomic_write(out/'snapshots.pt', lambda t: torch.save({**r.snapshots, 'truth': x.cpu()}, t))
         n = MAX_BATCH   # the figure shows at most the first MAX_BATCH images

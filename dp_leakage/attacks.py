@@ -9,14 +9,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-import greenlet
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 
 from .data import UserError, registrar
+from .lbfgs import BatchedLBFGS, lbfgs_loop_batched
 from .release import Defence, client_loss, trainable
 from .scoring import _matched_scores, _mean
 
@@ -25,7 +25,8 @@ __all__ = ['LABEL_METHODS', 'register_label_method', 'ATTACKS', 'register_attack
            'last_linear_grad', 'labels_from_bias', 'recover_posteriors', 'labels_from_posteriors', 'infer_labels',
            'Reconstruction', 'check_attack', 'Tracker', 'reconstruct', 'clipped_grad_list', 'l2_distance',
            'cosine_distance', 'lbfgs_loop', 'lbfgs_match', 'best_of_starts', 'dlg', 'idlg', 'dlg_adaptive',
-           'idlg_adaptive', 'total_variation', 'inverting_gradients', 'ig_adaptive', 'attack_settings', 'batched_dlg']
+           'idlg_adaptive', 'total_variation', 'inverting_gradients', 'ig_adaptive', 'attack_settings',
+           'batched_lbfgs_match', 'batched_dlg']
 
 # %% ../nbs/22_attacks.ipynb #5d14fbac
 def model_device(model:nn.Module)->torch.device:
@@ -399,44 +400,87 @@ def attack_settings(name:str, # a key of `ATTACKS`
 
 
 # %% ../nbs/22_attacks.ipynb #4b8e84fc
+class _LossOf(nn.Module):
+    "`loss_fn(model, x, y)` as a module: `functional_call` then swaps the model's parameters inside the whole loss (PDP's penalty included)."
+    def __init__(self, model, loss_fn): super().__init__(); self.model, self.loss_fn = model, loss_fn
+    def forward(self, x, y): return self.loss_fn(self.model, x, y)
+
+def _batched_objective(model, loss_fn, shape, n_classes, soft:bool, clip:bool, distance:str, tv:float):
+    "f(z, labels, C, scale, *release) -> one run's matching loss at the flat point z (image, then label logits when `soft`)."
+    wrap, B, nx = _LossOf(model, loss_fn), shape[0], math.prod(shape)
+    names = ['model.' + n for n, p in model.named_parameters() if p.requires_grad]
+    fixed = {'model.' + n: p.detach() for n, p in model.named_parameters()}
+    loss = lambda ps, x, y: functional_call(wrap, {**fixed, **ps}, (x, y))
+    train = {n: fixed[n] for n in names}
+    def one(z, labels, C, *release):
+        x = z[:nx].view(shape)
+        y = z[nx:].view(B, n_classes).softmax(-1) if soft else labels
+        if clip:   # `clipped_grad_list`: each dummy's gradient clipped to C as Opacus does, summed, divided by B
+            g = None
+            for b in range(B):
+                gb = grad(loss)(train, x[b:b+1], y[b:b+1])
+                f = (C / (torch.sqrt(sum((gb[n]**2).sum() for n in names)) + 1e-6)).clamp(max=1.)
+                g = {n: gb[n] * f for n in names} if g is None else {n: g[n] + gb[n] * f for n in names}
+            g = {n: g[n] / B for n in names}
+        else: g = grad(loss)(train, x, y)
+        g = [g[n] for n in names]
+        if distance == 'l2': return l2_distance(g, release)
+        return cosine_distance(g, release) + tv * total_variation(x)
+    return one
+
+def batched_lbfgs_match(model:nn.Module, # the shared model
+                        grads:list[list[torch.Tensor]], # K released gradients
+                        *,
+                        x0:torch.Tensor, # K x B x C x H x W starting dummies
+                        label_logits:torch.Tensor|None=None, # K x B x classes starting label logits (soft labels, DLG), or None
+                        labels:torch.Tensor|None=None, # K x B known labels (iDLG, IG) when `label_logits` is None
+                        loss_fn:Callable=client_loss, # the client's loss f(model, x, y), the same for all K runs
+                        iterations:int=300, # L-BFGS steps of `inner` iterations per run
+                        clip:torch.Tensor|None=None, # K clipping norms of the adaptive attacks' dummy gradients (inf: none), or None
+                        distance:str='l2', # 'l2' (DLG) or 'cosine' (Inverting Gradients, plus `tv` times total variation)
+                        tv:float=0., # weight of total variation ('cosine')
+                        tol:float=1e-8, patience:int=5, inner:int=5, history_size:int=100, # `lbfgs_match`'s settings
+                        log:Callable|None=None # log(iteration, K x B x C x H x W images, K losses, K mask of runs logged)
+                       )->tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "`lbfgs_match` on K runs at once (one batched L-BFGS, one batched evaluation per line-search round); returns K x B images, K x B labels and each run's number of steps."
+    K, shape, soft = len(grads), tuple(x0.shape[1:]), labels is None
+    n_classes = label_logits.shape[-1] if soft else 10
+    ref = grads[0][0]
+    release = [torch.stack([g[i] for g in grads]) for i in range(len(grads[0]))]
+    z0 = x0.to(ref).flatten(1)
+    if soft: z0 = torch.cat([z0, label_logits.to(ref).flatten(1)], 1)
+    lab = torch.zeros(K, shape[0], dtype=torch.long, device=ref.device) if soft else labels.to(ref.device)
+    C = torch.full((K,), math.inf, dtype=ref.dtype, device=ref.device) if clip is None else clip.to(ref)
+    one = _batched_objective(model, loss_fn, shape, n_classes, soft, clip is not None, distance, tv)
+    vg = vmap(grad_and_value(one))
+    def evaluate(z, rows):
+        with torch.enable_grad(): g, v = vg(z, lab[rows], C[rows], *[r[rows] for r in release])
+        return v, g
+    scale = sum((r.double()**2).flatten(1).sum(1) for r in release)
+    nx = math.prod(shape)
+    opt = BatchedLBFGS(evaluate, z0, lr=1, max_iter=inner, history_size=history_size)
+    steps = lbfgs_loop_batched(opt, iterations, tol * scale, patience,
+                               None if log is None else lambda it, z, f, m: log(it, z[:, :nx].view(K, *shape), f, m))
+    z = opt.s.x
+    out_labels = z[:, nx:].view(K, shape[0], n_classes).argmax(-1) if soft else lab
+    return z[:, :nx].view(K, *shape).detach(), out_labels.detach(), steps
+
 def batched_dlg(model:nn.Module, # the shared model
                 grads:list[list[torch.Tensor]], # K released gradients (each of one image)
                 *,
                 shape:tuple, # C x H x W of one image
                 n_classes:int=10, # classes
                 iterations:int=100, # L-BFGS steps of `inner` iterations per victim (as `dlg`)
-                seed:int=0, # victim k starts from `dlg`'s dummies of seed `seed` + k
-                tol:float=1e-8, patience:int=5, inner:int=5, history_size:int=100 # `lbfgs_match`'s settings
-               )->tuple[torch.Tensor, torch.Tensor]:
-    "DLG on K single-image victims at once: each victim runs `dlg`'s own L-BFGS, and the closures they ask for are evaluated together in one `vmap`; returns K images and K labels."
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    target = [torch.stack([g[i] for g in grads]) for i in range(len(names))]
-    scale = [float(sum((t**2).sum() for t in g)) for g in grads]
-    def loss_one(ps, x, prob): return F.cross_entropy(functional_call(model, ps, (x,)), prob)
-    def match_one(x, logit, *tg):
-        gp = grad(loss_one)(params, x, logit.softmax(-1))
-        return sum(((gp[n] - t)**2).sum() for n, t in zip(names, tg))
-    per_victim = vmap(match_one)
-    def evaluate(ks, points):   # matching losses of the victims `ks` at `points` and their gradients, in one batched call
-        x, lg = (torch.stack(z).requires_grad_(True) for z in zip(*points))
-        with torch.enable_grad():
-            loss = per_victim(x, lg, *[t[torch.tensor(ks, device=t.device)] for t in target])
-            gx, gl = torch.autograd.grad(loss.sum(), [x, lg])
-        return [(loss[i].detach(), gx[i], gl[i]) for i in range(len(ks))]
-    out, main = {}, greenlet.getcurrent()
-    def victim(k):   # `dlg` on victim k; its closure hands the point to the main greenlet and gets the evaluation back
+                seed:int=0, # victim k starts from `dlg`'s first dummies of seed `seed` + k
+                tol:float=1e-8, patience:int=5, inner:int=5, history_size:int=100, # `lbfgs_match`'s settings
+                steps:bool=False # also return each victim's number of L-BFGS steps
+               ):
+    "DLG on K single-image victims at once (`batched_lbfgs_match`), each from `dlg`'s first start; returns K images and K labels (and the steps)."
+    x0, lg0 = [], []
+    for k in range(len(grads)):   # `dlg`'s dummies, drawn on the CPU
         g = torch.Generator().manual_seed(seed + k)
-        x = torch.rand((1, *shape), generator=g, device='cpu').to(grads[k][0]).requires_grad_(True)   # `dlg`'s dummies
-        lg = torch.randn(1, n_classes, generator=g, device='cpu').to(x).requires_grad_(True)
-        opt = torch.optim.LBFGS([x, lg], lr=1, max_iter=inner, history_size=history_size, line_search_fn='strong_wolfe')
-        def evaluate():   # hand the point to the main greenlet, get (loss, gradients) back
-            v, gx, gl = main.switch([x.detach().clone(), lg.detach().clone()])
-            return v, [gx, gl]
-        lbfgs_loop(opt, _CachedClosure(None, [x, lg], evaluate), iterations, tol * scale[k], patience)   # `lbfgs_match`'s rules
-        out[k] = (x.detach()[0].clamp(0, 1), lg.detach()[0].argmax())
-    vs = [greenlet.greenlet(victim) for _ in grads]
-    asked = {k: v.switch(k) for k, v in enumerate(vs)}   # each runs to its first closure (None: it has finished)
-    while asked := {k: p for k, p in asked.items() if p is not None}:   # batched, oneDNN is faster (unlike `dlg`'s B = 1)
-        asked = {k: vs[k].switch(r) for k, r in zip(asked, evaluate(list(asked), list(asked.values())))}
-    return torch.stack([out[k][0] for k in range(len(vs))]), torch.stack([out[k][1] for k in range(len(vs))])
+        x0.append(torch.rand((1, *shape), generator=g, device='cpu')); lg0.append(torch.randn(1, n_classes, generator=g, device='cpu'))
+    x, y, n = batched_lbfgs_match(model, grads, x0=torch.stack(x0), label_logits=torch.stack(lg0), iterations=iterations,
+                                  tol=tol, patience=patience, inner=inner, history_size=history_size)
+    out = (x[:, 0].clamp(0, 1), y[:, 0])
+    return (*out, n) if steps else out

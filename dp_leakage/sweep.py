@@ -308,6 +308,42 @@ def _ray_pool(grid:str, jobs:list, address:str|None=None, cpus:int|None=None, **
     finally:
         if started: ray.shutdown()
 
+# %% ../nbs/30_sweep.ipynb #5934c32f
+@register_pool('batched')
+def _batched_pool(grid:str, jobs:list, max_batch:int=512, **_):
+    "Attack grids only: claim each entry, run the batchable ones in groups (`dp_leakage.batched.run_group`), the others inline; yields (index, outcome)."
+    if grid != 'attack': raise UserError(f"--engine batched runs attack grids only, not {grid!r}: use --engine inline")
+    from dp_leakage.attack import attack_config
+    from dp_leakage.batched import group_runs, run_group
+    claims, cfgs, why = {}, {}, {}
+    try:
+        for i, (p, d) in enumerate(jobs):
+            if (c := try_claim(Path(d))) is None: yield i, dict(outcome='busy'); continue
+            claims[i] = c
+            try:
+                st, why[i] = run_status(grid, p, Path(d))
+                if st == 'done': yield i, dict(outcome='done'); continue
+                if why[i]: (Path(d)/'result.json').unlink(missing_ok=True)
+                cfgs[i] = attack_config(**p, out=str(d))
+            except Exception as e: yield i, dict(outcome='failed', rerun='', error=_failed(Path(d), p, e, traceback.format_exc()))
+        index = {id(c): i for i, c in cfgs.items()}
+        chunks, single = group_runs(list(cfgs.values()), max_batch)
+        for g in chunks + [[c] for c in single]:
+            t0, err = time.time(), None
+            try:
+                if len(g) == 1 and g[0] in single: ENGINES['inline'](grid, jobs[index[id(g[0])]][0], Path(g[0].out))
+                else: run_group(g)
+            except KeyboardInterrupt: raise
+            except Exception as e: err = (e, traceback.format_exc())
+            for c in g:
+                i = index[id(c)]; d = Path(c.out)
+                if err: yield i, dict(outcome='failed', rerun=why[i], error=_failed(d, jobs[i][0], *err))
+                else:
+                    for f in ('failed.json', 'skipped.json'): (d/f).unlink(missing_ok=True)
+                    yield i, dict(outcome='ran', rerun=why[i], error='', accuracy=None, seconds=(time.time() - t0) / len(g))
+    finally:
+        for c in claims.values(): c.release()
+
 # %% ../nbs/30_sweep.ipynb #0009bf7f
 def iter_records(folder:str|Path='runs/train'):
     "(run folder name, record) for every `result.json` one level under `folder`."
@@ -372,7 +408,7 @@ def shard_runs(runs:list, # a grid's entries
 @command
 def sweep_cli(grid:str='train', # 'train' or 'attack'
               out:str='runs', # runs go to OUT/GRID/RUN_NAME (the results read runs/train and runs/attack)
-              engine:str='papermill', # 'papermill' (executed notebooks), 'inline' (in-process, faster) or 'ray' (inline runs as Ray tasks, one CPU each)
+              engine:str=None, # 'papermill' (executed notebooks), 'inline' (in-process, faster), 'ray' (inline runs as Ray tasks, one CPU each) or 'batched' (attack grids: runs batched into one optimisation per group); default: 'batched' for an attack grid on CUDA, else 'papermill'
               address:str=None, # ray: address of a running Ray cluster (default: $RAY_ADDRESS, else a local Ray instance with this machine's CPUs)
               models:str=None, # train: comma-separated models (default: all five)
               methods:str=None, # train: comma-separated methods
@@ -412,6 +448,7 @@ def sweep_cli(grid:str='train', # 'train' or 'attack'
     if limit is not None:
         if limit < 0: raise UserError(f"limit must be >= 0, not {limit}: pass e.g. --limit 10")
         runs = runs[:limit]
+    if engine is None: engine = 'batched' if grid == 'attack' and str(device or '').startswith('cuda') else 'papermill'
     if address is not None and engine != 'ray': raise UserError(f"--address is for --engine ray, not {engine!r}: drop it or pass --engine ray")
     s = run_grid(grid, shard_runs(runs, shard), out=out, engine=engine, address=address)
     if grid == 'train' and table:
