@@ -48,8 +48,8 @@ def _decode_history(value:dict, path:Path):
     atomic_write(path, lambda t: pd.DataFrame(value).to_csv(t, index=False))
 
 def _shown(result:dict)->bool:
-    "Are this run's reconstructions kept (its batch starts with the grid's image 0, the image the reconstruction figure shows)?"
-    return list(result.get('images') or [None])[0] == 0
+    "Are this run's reconstructions kept (a single image, the grid's image 0: what the reconstruction figure shows)?"
+    return result.get('batch_size', 1) == 1 and list(result.get('images') or [None])[0] == 0
 
 def _encode_snapshots(path:Path, result:dict):
     import torch
