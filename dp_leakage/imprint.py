@@ -84,7 +84,7 @@ def imprint_model(victim:nn.Module, # the model the server pretends to train
 # %% ../nbs/24_imprint.ipynb #cfb581fa
 def imprint_block(model:nn.Module)->ImprintBlock:
     "The `ImprintBlock` of the model the server sent (a `UserError` if it has none)."
-    b = [m for m in model.modules() if isinstance(m, ImprintBlock)]
+    b = [m for m in model.modules() if type(m).__name__ == ImprintBlock.__name__]   # by name: a notebook that redefines the class still finds the library's
     if not b: raise UserError("the imprint attack needs the model the server sent: build it with dp_leakage.imprint.imprint_model(victim, bins)")
     return b[0]
 
