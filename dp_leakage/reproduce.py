@@ -143,7 +143,8 @@ def reproduce(store:str|Path=STORE, # the record store
                          images=','.join(map(str, r['images'])), stored_ssim=r['ssim'], rerun_ssim=new['ssim'],
                          outcome=outcome, max_ssim_diff=d, stored_env=_env(r.get('environment'))))
     crows = []
-    for cell in transition_cells(lines)[:cells]:
+    chosen = transition_cells(lines)[:cells]
+    for cell in chosen:
         new = [rerun(r, data_root) for r in (labelled(cell, f"cell {setting_label(cell[0])} {cell[0]['attack']}") if progress else cell)]
         a, b = _table(cell).iloc[0], _table(new).iloc[0]
         crows.append(dict(attack=cell[0]['attack'], setting=setting_label(cell[0]), batch_size=cell[0]['batch_size'], images=len(cell),
@@ -152,7 +153,7 @@ def reproduce(store:str|Path=STORE, # the record store
                           images_overlap=_overlap(a, b, 'gain'), labels_overlap=_overlap(a, b, 'label_accuracy'),
                           stored_labels=f"{a.label_accuracy:.2f} [{a.label_accuracy_lo:.2f}, {a.label_accuracy_hi:.2f}]",
                           rerun_labels=f"{b.label_accuracy:.2f} [{b.label_accuracy_lo:.2f}, {b.label_accuracy_hi:.2f}]"))
-    stored = sorted({_env(r.get('environment')) for r in runs + [r for c in transition_cells(lines)[:cells] for r in c]})
+    stored = sorted({_env(r.get('environment')) for r in runs + [r for c in chosen for r in c]})
     return Report(pd.DataFrame(rows), pd.DataFrame(crows), environment(), stored, tol, time.time() - t0)
 
 # %% ../nbs/55_reproduce.ipynb #203529e8
