@@ -147,8 +147,8 @@ def other_blocks(runs:Path, # the run folder
             plt.close(imprint_figure(t, Path(static)/'imprint_transition.png'))
         out['imprint'] = imprint_markdown(t, fig('imprint_transition.png'))
     if (runs/'federated'/'compare').is_dir():
-        from dp_leakage.federated import federated_figures, format_summary, summary_table
-        if static is not None: federated_figures(runs/'federated'/'compare', runs/'federated'/'secagg', static)
+        from dp_leakage.federated import federated_figures, format_malicious, format_summary, malicious_table, summary_table
+        if static is not None: federated_figures(runs/'federated'/'compare', runs/'federated'/'secagg', static, runs/'federated'/'malicious')
         t = summary_table(runs/'federated'/'compare')
         if len(t):
             out['federated'] = '\n'.join([
@@ -160,6 +160,10 @@ def other_blocks(runs:Path, # the run folder
             skew = summary_table(runs/'federated'/'skew') if (runs/'federated'/'skew').is_dir() else []
             if len(skew): out['federated'] += '\n'.join(['', f"**Label skew** (two digits per client; records under `{runs.name}/federated/skew/`):", '',
                                                       to_markdown(format_summary(skew)), ''])
+            mal = malicious_table(runs/'federated'/'malicious') if (runs/'federated'/'malicious').is_dir() else []
+            if len(mal): out['federated'] += '\n'.join(['', f"**A malicious server** (it sends an imprinted model in round 1 and reads every update of that round; "
+                                                     f"records under `{runs.name}/federated/malicious/`):", '', to_markdown(format_malicious(mal)), '',
+                                                     f"![What a malicious server reads off each update and off SecAgg+ aggregates]({fig('federated_malicious.png')})", ''])
     if (runs/'audit').is_dir():
         from dp_leakage.audit import audit_figure, audit_markdown
         md = audit_markdown(runs/'audit')

@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from fastcore.script import call_parse
@@ -21,10 +22,12 @@ from .flower_app import attack_client_update, run_federation
 # %% auto #0
 __all__ = ['run_name', 'load_rounds', 'load_attacks', 'stored_diff', 'compare', 'run_all', 'secagg_curve', 'round_table',
            'summary_table', 'format_summary', 'plot_rounds', 'plot_secagg', 'federated_figures', 'kstep_comparison',
-           'federated_cli']
+           'malicious_table', 'format_malicious', 'plot_malicious', 'imprint_gains', 'federated_cli']
 
 # %% ../nbs/42_federated.ipynb #73fc0099
-def run_name(cfg:FedConfig)->str: return f'{cfg.method}_k{cfg.local_steps}_m{cfg.sampled}'
+def run_name(cfg:FedConfig)->str:
+    "The run's folder name: method, local steps K, clients per round M (`malicious_` first for a malicious server)."
+    return ('malicious_' if cfg.server == 'malicious' else '') + f'{cfg.method}_k{cfg.local_steps}_m{cfg.sampled}'
 
 def _results(out)->list[dict]: return [json.loads(p.read_text()) for p in sorted(Path(out).glob('*/result.json'))]
 
@@ -50,11 +53,13 @@ def compare(cfg:FedConfig, # settings shared by all runs (its method and local_s
             cpus:int|None=None, # Ray CPUs
             address:str|None=None, # an existing Ray cluster
             resume:bool=True, # reuse complete runs of the same configuration (False: run them all again)
-            device:str|None=None # where the clients train (None: CUDA when available, else CPU)
+            device:str|None=None, # where the clients train (None: CUDA when available, else CPU)
+            fractions=None # fractions of clients sampled per round to run each method with (None: cfg's)
            )->pd.DataFrame:
-    "Run `cfg` with every method and number of local steps (complete runs of the same config are reused); the per-round table."
+    "Run `cfg` with every method, number of local steps and fraction sampled (complete runs of the same config are reused); the per-round table."
     steps = [cfg.local_steps] if local_steps is None else [int(k) for k in local_steps]
-    res = run_all([replace(cfg, method=m, local_steps=k) for k in steps for m in methods], out, cpus, address, resume, device)
+    fr = [cfg.fraction] if fractions is None else [float(f) for f in fractions]
+    res = run_all([replace(cfg, method=m, local_steps=k, fraction=f) for f in fr for k in steps for m in methods], out, cpus, address, resume, device)
     return pd.DataFrame([r for x in res for r in x['per_round']])
 
 def run_all(cfgs:list[FedConfig], out:str|Path, cpus:int|None=None, address:str|None=None, resume:bool=True,
@@ -163,14 +168,17 @@ def plot_secagg(att:pd.DataFrame, # attack rows (`load_attacks`) of runs that di
 
 def federated_figures(compare_out:str|Path='runs/federated/compare', # folder of the method comparison
                       secagg_out:str|Path|None='runs/federated/secagg', # folder of the SecAgg+ curve (None: skip)
-                      static:str|Path='static' # where the figures go
+                      static:str|Path='static', # where the figures go
+                      malicious_out:str|Path|None=None # folder of the malicious server's runs (None: skip)
                      )->list[Path]:
-    "Write `federated_rounds.png` and `federated_secagg.png` to `static` from the stored runs; returns the paths."
+    "Write `federated_rounds.png`, `federated_secagg.png` and `federated_malicious.png` to `static` from the stored runs; returns the paths."
     paths = []
     if Path(compare_out).exists() and len(t := load_rounds(compare_out)):
         plot_rounds(t, p := Path(static)/'federated_rounds.png'); paths.append(p)
     if secagg_out is not None and Path(secagg_out).exists() and len(a := load_attacks(secagg_out)):
         plot_secagg(a, p := Path(static)/'federated_secagg.png'); paths.append(p)
+    if malicious_out is not None and Path(malicious_out).exists() and len(m := malicious_table(malicious_out)):
+        plot_malicious(m, p := Path(static)/'federated_malicious.png'); paths.append(p)
     return paths
 
 # %% ../nbs/42_federated.ipynb #d86c01bc
@@ -193,12 +201,95 @@ def kstep_comparison(steps=(1, 2, 4), # local steps K
             rows += [dict(steps=k, seed=s, **row) for row in attack_client_update(create_model(model), sent, m.state_dict(), used, c, seed=s)]
     return pd.DataFrame(rows)
 
+# %% ../nbs/42_federated.ipynb #d9d8f90a
+def malicious_table(out:str|Path # folder of malicious runs (`run_name` starts with 'malicious_')
+                   )->pd.DataFrame:
+    "Per malicious run: method, K, M, bins, updates read, images per update, recovered fraction with its 95% interval, SSIM median, the mean image's SSIM."
+    from scipy.stats import binomtest
+    from dp_leakage.scoring import bootstrap_ci
+    rows = []
+    for res in _results(out):
+        if res.get('server') != 'malicious': continue
+        a = pd.DataFrame([r for r in res['attacks'] if r['attack'] == 'imprint'])
+        if not len(a): continue
+        n = int(a.true_images.sum())
+        if len(a) == 1:   # one aggregate: an interval over its images
+            k = int(round(a.recovered_fraction.iloc[0] * n))
+            ci = binomtest(k, n).proportion_ci(0.95)
+            rec, lo, hi = k / n, ci.low, ci.high
+        else: rec, lo, hi = bootstrap_ci(a.recovered_fraction.astype(float), np.mean)
+        rows.append(dict(method=res['method'], local_steps=res['local_steps'], sampled=round(res['fraction'] * res['clients']),
+                         clients_in_update=int(a.clients_in_update.max()), bins=int(a.bins.iloc[0]), updates=len(a),
+                         images_per_update=float(a.true_images.mean()), recovered=rec, recovered_lo=lo, recovered_hi=hi,
+                         ssim_median=float(a.ssim.median()), baseline_ssim=float(a.baseline_ssim.median()),
+                         accuracy=res['accuracy'], rounds=res['rounds']))
+    t = pd.DataFrame(rows)
+    return t.sort_values(['local_steps', 'clients_in_update', 'method']).reset_index(drop=True) if len(t) else t
+
+def format_malicious(t:pd.DataFrame # `malicious_table`
+                    )->pd.DataFrame:
+    "`malicious_table` as text cells: the recovered share with its interval beside the update's size."
+    return pd.DataFrame([{'client method': r.method, 'local steps K': r.local_steps, 'clients in an update': r.clients_in_update,
+                          'updates read': r.updates, 'images per update': f'{r.images_per_update:.0f}', 'bins': r.bins,
+                          'recovered (SSIM ≥ 0.9) [95% CI]': f'{r.recovered:.2f} [{r.recovered_lo:.2f}, {r.recovered_hi:.2f}]',
+                          'SSIM median': f'{r.ssim_median:.3f}', 'mean-image SSIM': f'{r.baseline_ssim:.3f}'} for r in t.itertuples()])
+
+def plot_malicious(t:pd.DataFrame, # `malicious_table`
+                   path:str|Path|None=None, dpi:int=80):
+    "Recovered share per client method (left) and against the clients in a SecAgg+ aggregate (right), for each K, with 95% intervals."
+    import matplotlib.pyplot as plt
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    single = t[t.method != 'secagg']
+    methods = list(dict.fromkeys(single.method))
+    for j, (k, g) in enumerate(single.groupby('local_steps')):
+        g = g.set_index('method').reindex(methods)
+        x = np.arange(len(methods)) + (j - 0.5) * 0.35
+        a1.bar(x, g.recovered, 0.35, yerr=[g.recovered - g.recovered_lo, g.recovered_hi - g.recovered], capsize=3, label=f'K = {k}')
+    a1.set_xticks(np.arange(len(methods)), methods, rotation=15, fontsize=8)
+    a1.set(ylabel='share of images recovered (SSIM ≥ 0.9)', ylim=(0, 1.05), title="Each client's update, round 1")
+    for k, g in t[t.method == 'secagg'].groupby('local_steps'):
+        g = g.sort_values('clients_in_update')
+        a2.errorbar(g.clients_in_update, g.recovered, yerr=[g.recovered - g.recovered_lo, g.recovered_hi - g.recovered],
+                    marker='o', capsize=3, label=f'K = {k}')
+    a2.set(xlabel='clients summed by SecAgg+', ylabel='share of images recovered', ylim=(0, 1.05),
+           title='A SecAgg+ aggregate (bins: 4 x its images)')
+    for a in (a1, a2): a.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None: save_figure(fig, path, dpi=dpi)
+    return fig
+
+# %% ../nbs/42_federated.ipynb #6b461e56
+def imprint_gains(gains=(1e-3, 1e-2, 1e-1, 1., 10.), # the imprint block's gains
+                  settings=(('none', 1), ('dpsgd', 1), ('none', 38)), # (client method, local steps K)
+                  clients=range(3), # partitions of the default federation (seed 0)
+                  data_root:str='')->pd.DataFrame:
+    "Recovered share of one client's update through an imprinted `mnist_gn` (bins: `FedConfig.bins`) per gain, method and K; one row per client."
+    from dp_leakage.flower_app import round_seed
+    from dp_leakage.imprint import imprint_model
+    from dp_leakage.update_attacks import imprint_update
+    rows = []
+    for method, k in settings:
+        for g in gains:
+            cfg = FedConfig(method=method, local_steps=k, server='malicious', imprint_gain=g, data_root=data_root)
+            for pid in clients:
+                x, y, idx = client_data(cfg, pid)
+                torch.manual_seed(cfg.seed); m = imprint_model(create_model(cfg.model), cfg.bins, root=data_root or None, gain=g)
+                sent = {n: v.detach().clone() for n, v in m.state_dict().items()}
+                r = local_train(m, x, y, idx, cfg, seed=round_seed(cfg, 1, pid))
+                pos = {int(i): j for j, i in enumerate(idx.tolist())}
+                used = sorted({pos[i] for b in r['batches'] for i in b})
+                new = {n.removeprefix('_module.'): v for n, v in m.state_dict().items()}
+                out = imprint_update(sent, new, x[used], data_root=data_root)
+                rows.append(dict(method=method, local_steps=k, gain=g, client=pid, images=len(used), bins=cfg.bins,
+                                 recovered=out['recovered_fraction'], ssim=out['ssim']))
+    return pd.DataFrame(rows)
+
 # %% ../nbs/42_federated.ipynb #eaf8c32f
 @call_parse
 @command
 def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, pdp, flower_central_dp, flower_local_dp, secagg
                   clients:int=100, # number of clients N
-                  fraction:float=0.1, # fraction of clients sampled per round
+                  fraction:str='0.1', # fraction of clients sampled per round, comma-separated to compare several
                   rounds:int=30, # FedAvg rounds
                   partition:str='iid', # 'iid' or 'label_skew'
                   epsilon:float=8.0, # privacy budget over the federation (dpsgd: per example; flower_*_dp: per client)
@@ -216,6 +307,9 @@ def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, 
                   attack_clients:int=1, # updates the image attacks target per attacked round (0: no image attack)
                   label_attack:bool=True, # run the label-count attack on every update the server sees
                   attack_iterations:int=100, # attack iterations
+                  server:str='honest', # 'honest' (curious) or 'malicious': sends an imprinted model in round 1 and reads images off every update
+                  imprint_bins:int=0, # malicious: bins of the imprint block (0: 4 x the images in what the server sees)
+                  imprint_gain:float=0., # malicious: gain of the imprint block (0: the server's choice, `FedConfig.gain`)
                   seed:int=0, # seed
                   data_root:str='', # MNIST data root ('' = $DP_LEAKAGE_DATA)
                   cpus:int=None, # Ray CPUs (default: all)
@@ -230,7 +324,10 @@ def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, 
     "Run federations on Flower's simulation with a curious server; print accuracy, epsilon (with unit) and leakage per round."
     try: steps = as_ints(local_steps)
     except ValueError: raise UserError(f"local_steps must be integers separated by commas, not {local_steps!r}") from None
-    cfg = FedConfig(clients=clients, fraction=fraction, rounds=rounds, partition=partition, epsilon=epsilon,
+    try: fractions = [float(f) for f in str(fraction).replace(',', ' ').split()]
+    except ValueError: raise UserError(f"fraction must be numbers in (0, 1] separated by commas, not {fraction!r}") from None
+    if not fractions: raise UserError("fraction is empty: pass e.g. --fraction 0.1")
+    cfg = FedConfig(clients=clients, fraction=fractions[0], rounds=rounds, server=server, imprint_bins=imprint_bins, imprint_gain=imprint_gain, partition=partition, epsilon=epsilon,
                     local_steps=steps[0] if steps else 0, batch_size=batch_size, lr=lr, train_size=train_size,
                     test_size=test_size, model=model, clip_norm=clip_norm, attack=attack, unrolled=unrolled,
                     attack_every=attack_every, attack_clients=attack_clients, attack_iterations=attack_iterations,
@@ -238,12 +335,16 @@ def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, 
     device = check_device(device)
     methods = as_names(method)
     for m in methods:
-        for k in steps: replace(cfg, method=m, local_steps=k)   # validate every run before the first one
-    t = compare(cfg, methods, steps, out=out, cpus=cpus, address=address, resume=resume, device=device)
+        for k in steps:
+            for f in fractions: replace(cfg, method=m, local_steps=k, fraction=f)   # validate every run before the first one
+    t = compare(cfg, methods, steps, out=out, cpus=cpus, address=address, resume=resume, device=device, fractions=fractions)
     with pd.option_context('display.width', 250, 'display.max_rows', 1000, 'display.max_columns', 30):
         print(round_table(t).to_string(index=False))
         s = summary_table(out, methods)
         s = s[s.local_steps.isin(steps)]
         print('\nfinal accuracy, epsilon (unit) and leakage over all attacked updates and rounds, with verdicts:')
         print(format_summary(s).to_string(index=False))
+        if server == 'malicious':
+            print('\nthe malicious server: images read off the imprint block in round 1, per run (95% intervals):')
+            print(format_malicious(malicious_table(out)).to_string(index=False))
     if figure: plot_rounds(t, figure); print(f'figure: {figure}')

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, math, numbers
 from dataclasses import dataclass, asdict, fields
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -23,13 +23,15 @@ from .privacy import MethodConfig, check_epsilon, make_method, noise_multiplier_
 from .update_attacks import UpdateSetting
 
 # %% auto #0
-__all__ = ['PARTITIONS', 'register_partition', 'FED_METHODS', 'FedConfig', 'as_ints', 'as_names', 'validate_config', 'MODELS_OK',
-           'mnist_set', 'images', 'test_data', 'aux_images', 'partition_indices', 'FedMethod', 'register_fed_method',
-           'central_accountant', 'central_event', 'central_epsilon', 'central_noise_multiplier',
+__all__ = ['SERVERS', 'PARTITIONS', 'register_partition', 'FED_METHODS', 'FedConfig', 'as_ints', 'as_names', 'validate_config',
+           'MODELS_OK', 'mnist_set', 'images', 'test_data', 'aux_images', 'partition_indices', 'FedMethod',
+           'register_fed_method', 'central_accountant', 'central_event', 'central_epsilon', 'central_noise_multiplier',
            'local_noise_multiplier', 'local_epsilon', 'local_dp_mod', 'client_data', 'data_key',
            'dpsgd_noise_multiplier', 'local_train']
 
 # %% ../nbs/40_federation.ipynb #b379bf49
+SERVERS = ('honest', 'malicious')   # what the server sends: the real model, or in round 1 an imprinted one (`dp_leakage.imprint`)
+
 @dataclass(frozen=True)
 class FedConfig:
     "Settings of one federation (what the server runs and what it tells the clients)."
@@ -59,10 +61,31 @@ class FedConfig:
     label_attack: bool = True     # run the label-count attack on every update the server sees (every round: each sampled client's, or the SecAgg+ aggregate)
     attack_iterations: int = 100  # attack optimiser iterations
     unrolled_max_images: int = 64 # the unrolled attack runs only on updates of at most this many distinct images
+    server: str = 'honest'        # 'honest' (curious: sends the real model) or 'malicious' (sends an imprinted model in round 1: `flower_app.CuriousServer`)
+    imprint_bins: int = 0         # malicious: bins of the imprint block (0: 4 x the distinct images in what the server sees, `imprint_images`)
+    imprint_gain: float = 0.      # malicious: the imprint block's gain (0: the server's choice, `gain`)
     seed: int = 0                 # seed of the partition, the initial model, client sampling, local shuffling, attacks
     data_root: str = ''           # MNIST data root ('' = `$DP_LEAKAGE_DATA` or the project's data/)
 
+    LATE_FIELDS: ClassVar[tuple] = ('server', 'imprint_bins', 'imprint_gain')   # added after records existed: in a run's identity only off their defaults
+
     def __post_init__(self): validate_config(self)
+
+    @property
+    def imprint_images(self)->int:
+        "The most distinct images behind what the server sees in a round: a client's K B draws (at most its partition), times M under SecAgg+."
+        per_client = min(self.train_size, self.local_steps * self.batch_size)
+        return per_client * (self.sampled if FED_METHODS[self.method].secagg else 1)
+
+    @property
+    def bins(self)->int:
+        "The malicious server's imprint bins: `imprint_bins`, or 4 x `imprint_images` (Fowl et al.'s bins outnumber the images)."
+        return self.imprint_bins or 4 * self.imprint_images
+
+    @property
+    def gain(self)->float:
+        "The imprint block's gain: `imprint_gain`, or the server's choice for its clients' training (measured in `dp_leakage.federated`, `imprint_gains`): 1e-3 for one local step (the imprint grid's gain; with one step the gain makes no difference), 1 for K > 1 (local steps then barely move the bins)."
+        return self.imprint_gain or (1e-3 if self.local_steps == 1 else 1.)
 
     @property
     def sampled(self)->int:
@@ -121,6 +144,9 @@ def validate_config(c:FedConfig):
         _check_int(n, getattr(c, n))
     _check_int('attack_clients', c.attack_clients, 0, ' (0: no image attack)')
     _check_int('max_participations', c.max_participations, 0, ' (0: every round)')
+    _check_int('imprint_bins', c.imprint_bins, 0, ' (0: 4 x the images the server sees)')
+    if not c.imprint_gain >= 0: raise UserError(f"imprint_gain must be >= 0 (0: the server's choice), not {c.imprint_gain!r}")
+    if c.server not in SERVERS: raise UserError(f"Unknown server {c.server!r}: use one of {', '.join(SERVERS)}")
     if not 0 < c.fraction <= 1: raise UserError(f"fraction must be in (0, 1], not {c.fraction!r}")
     if c.batch_size > c.train_size: raise UserError(f"batch_size {c.batch_size} exceeds train_size {c.train_size}: lower it")
     if c.clients * c.train_size > 60000:

@@ -31,15 +31,15 @@ from .models import create_model
 from .records import check_device, config_dict, default_device, json_safe, write_json
 from .federation import (FED_METHODS, FedConfig, aux_images, central_epsilon, central_noise_multiplier, client_data,
                                    images, local_epsilon, local_train, mnist_set, partition_indices, test_data)
-from .update_attacks import attack_labels, attack_update, update_norm
+from .update_attacks import IMPRINT_PREFIX, attack_labels, attack_update, imprint_update, update_norm
 
 # %% auto #0
-__all__ = ['client_app', 'secagg_client_app', 'server_app', 'refuses', 'round_seed', 'client_device', 'train_client',
-           'numpy_seed', 'client_seed_mod', 'method_mod', 'client_train', 'client_partition', 'SecAggClient',
-           'truth_images', 'attack_client_update', 'attack_client_labels', 'attack_rounds', 'leakage_summary',
-           'run_verdict', 'FederationLog', 'evaluate_model', 'epsilon_spent', 'CuriousServer', 'server_noise_seed',
-           'node_partitions', 'PartitionOrderedGrid', 'CuriousStrategy', 'serve', 'PartitionOrderedClients',
-           'SecAggFedAvg', 'serve_secagg', 'backend_config', 'run_federation', 'server_main']
+__all__ = ['IMPRINT_KEY', 'client_app', 'secagg_client_app', 'server_app', 'refuses', 'round_seed', 'client_device',
+           'received_model', 'train_client', 'numpy_seed', 'client_seed_mod', 'method_mod', 'client_train',
+           'client_partition', 'SecAggClient', 'truth_images', 'attack_client_update', 'attack_client_labels',
+           'attack_rounds', 'leakage_summary', 'run_verdict', 'FederationLog', 'evaluate_model', 'epsilon_spent',
+           'CuriousServer', 'server_noise_seed', 'node_partitions', 'PartitionOrderedGrid', 'CuriousStrategy', 'serve',
+           'PartitionOrderedClients', 'SecAggFedAvg', 'serve_secagg', 'backend_config', 'run_federation', 'server_main']
 
 # %% ../nbs/41_flower_app.ipynb #a0961ca4
 def _dp_state(context:Context)->list:
@@ -75,15 +75,24 @@ def client_device(conf)->str:
     "The device a client trains on: the one the run asks for in its training config, else this machine's default."
     return check_device(conf['device']) if 'device' in conf else default_device()
 
-def train_client(cfg:FedConfig, pid:int, rnd:int, state:dict, context:Context, device:str='cpu')->tuple[dict, dict, dict]:
-    "Train partition `pid` in round `rnd` from the weights `state` on `device`: new weights, metrics, truth (scoring only)."
+IMPRINT_KEY = 'imprint-bins'   # in a training message's config: the model sent is imprinted with this many bins (`CuriousServer.send`)
+
+def received_model(cfg:FedConfig, conf)->nn.Module:
+    "The architecture of the model a training message carries: `cfg.model`, behind an imprint block where the server says so (the client trains what it is sent)."
+    from dp_leakage.imprint import ImprintBlock
+    m = create_model(cfg.model)
+    k = int(conf[IMPRINT_KEY]) if IMPRINT_KEY in conf else 0
+    return nn.Sequential(ImprintBlock(torch.zeros(k)), m) if k else m   # the cuts are in the weights sent
+
+def train_client(cfg:FedConfig, pid:int, rnd:int, state:dict, context:Context, device:str='cpu', conf=None)->tuple[dict, dict, dict]:
+    "Train partition `pid` in round `rnd` from the weights `state` (of the architecture `conf` names, `received_model`) on `device`: new weights, metrics, truth (scoring only)."
     torch.set_num_threads(1)
     x, y, idx = client_data(cfg, pid)
     metrics = {'num-examples': len(x), 'partition-id': pid, 'refused': 0}
     if refuses(cfg, context):   # its budget is planned for `participation_cap` rounds: it sends back what it got
         return state, dict(metrics, refused=1, epsilon=-1., participations=_participations(context), **{'train-loss': math.nan}), \
                {'indices': [], 'batch-sizes': []}
-    model = create_model(cfg.model)
+    model = received_model(cfg, conf or {})
     model.load_state_dict(state)
     r = local_train(model, x, y, idx, cfg, seed=round_seed(cfg, rnd, pid), history=_dp_state(context), device=device)
     _save_dp_state(context, r['history'])
@@ -148,7 +157,7 @@ def client_train(msg:Message, context:Context)->Message:
     conf = msg.content['config']
     cfg, rnd = FedConfig.from_json(conf['fedconfig']), int(conf['server-round'])
     state, metrics, truth = train_client(cfg, int(context.node_config['partition-id']), rnd,
-                                         msg.content['arrays'].to_torch_state_dict(), context, client_device(conf))
+                                         msg.content['arrays'].to_torch_state_dict(), context, client_device(conf), conf)
     return Message(RecordDict({'arrays': ArrayRecord(state), 'metrics': MetricRecord(metrics),
                                'truth': ConfigRecord({'json': json.dumps(truth)})}), reply_to=msg)
 
@@ -163,9 +172,9 @@ class SecAggClient(NumPyClient):
     def get_properties(self, config): return {'partition-id': int(self.ctx.node_config['partition-id'])}   # `PartitionOrderedClients`
     def fit(self, parameters, config):
         cfg, rnd = FedConfig.from_json(config['fedconfig']), int(config['server-round'])
-        names = list(create_model(cfg.model).state_dict())
+        names = list(received_model(cfg, config).state_dict())
         state = {k: torch.as_tensor(v) for k, v in zip(names, parameters)}
-        new, metrics, truth = train_client(cfg, int(self.ctx.node_config['partition-id']), rnd, state, self.ctx, client_device(config))
+        new, metrics, truth = train_client(cfg, int(self.ctx.node_config['partition-id']), rnd, state, self.ctx, client_device(config), config)
         return [v.numpy() for v in new.values()], int(metrics['num-examples']), dict(metrics, truth=json.dumps(truth))
 
 secagg_client_app = ClientApp(client_fn=lambda context: SecAggClient(context).to_client(), mods=[client_seed_mod, secaggplus_mod])
@@ -241,7 +250,7 @@ class FederationLog:
         def med(rows, k):
             v = [r[k] for r in rows if r.get(k) is not None]
             return float(np.median(v)) if v else None
-        first = [a for a in at if a['attack'] == self.cfg.attack]
+        first = [a for a in at if a['attack'] == self.cfg.attack] or [a for a in at if a['attack'] == 'imprint']
         unr = [a for a in at if a['attack'] == 'unrolled_' + self.cfg.attack]
         labs = [a for a in self.attacks if a['round'] == rnd and a['attack'] == 'label_counts']
         self.rounds.append(dict(round=rnd, method=self.cfg.method, local_steps=self.cfg.local_steps,
@@ -293,10 +302,28 @@ def epsilon_spent(cfg:FedConfig, rnd:int, log:FederationLog)->float|None:
     return max(eps) if eps else 0.
 
 class CuriousServer:
-    "The curious server's part: record each update, attack the chosen ones; used by both server apps."
+    "The curious server's part: record each update, attack the chosen ones; used by both server apps. A malicious one (`cfg.server`) sends an imprinted model in round 1 (`send`) and reads images off every update of that round (`update_attacks.imprint_update`)."
     def __init__(self, cfg:FedConfig, log:FederationLog):
         self.cfg, self.log, self.sent = cfg, log, None
         self.model = create_model(cfg.model)
+
+    def imprints(self, rnd:int)->bool:
+        "Does the server send an imprinted model in round `rnd`? (A malicious server, round 1.)"
+        return self.cfg.server == 'malicious' and rnd == 1
+
+    def send(self, rnd:int, state:dict)->tuple[dict, dict]:
+        "The weights the server sends in round `rnd` for the global `state`, and what it tells the clients of their architecture (`received_model`)."
+        if not self.imprints(rnd): return state, {}
+        from dp_leakage.imprint import imprint_model
+        self.model.load_state_dict(state)
+        m = imprint_model(self.model, self.cfg.bins, root=self.cfg.data_root or None, gain=self.cfg.gain)
+        return {k: v.detach().clone() for k, v in m.state_dict().items()}, {IMPRINT_KEY: self.cfg.bins}
+
+    def receive(self, rnd:int, state:dict)->dict:
+        "The global model from the aggregate of round `rnd`: without the imprint block if the server sent one (the federation goes on)."
+        if not self.imprints(rnd): return state
+        n = len(IMPRINT_PREFIX)
+        return {k[n:]: v for k, v in state.items() if k.startswith('1.')}
 
     def observe(self, rnd:int, updates:list[tuple[int, dict, dict, dict]], aggregate:dict|None=None):
         "`updates`: (partition id, new weights or None, metrics, truth) per client; `aggregate`: what SecAgg+ revealed."
@@ -307,6 +334,13 @@ class CuriousServer:
                                 refused=bool(int(m.get('refused', 0))), update_norm=None if new is None else update_norm(self.sent, new))
         live = [u for u in updates if not int(u[2].get('refused', 0))]   # a refusing client sent back what it got
         seen = [(-1, aggregate, [u[3] for u in live])] if aggregate is not None else [(pid, new, [t]) for pid, new, _, t in live]
+        if self.imprints(rnd):   # every update the server sees, read off the imprint block
+            rows = [(pid, imprint_update(self.sent, new, truth_images(truth, self.cfg.data_root)[0], len(truth), self.cfg.data_root))
+                    for pid, new, truth in seen]
+            for pid, row in rows:
+                self.log.add_attack(round=rnd, client=pid, method=self.cfg.method, local_steps=self.cfg.local_steps,
+                                    batch_size=self.cfg.batch_size, **row)
+            return
         rows = [(pid, attack_client_labels(self.model, self.sent, new, truth, self.cfg)) for pid, new, truth in seen] if self.cfg.label_attack else []
         if rnd in attack_rounds(self.cfg):
             rows += [(pid, row) for pid, new, truth in seen[:self.cfg.attack_clients]
@@ -350,7 +384,8 @@ class CuriousStrategy(Strategy):
     def __init__(self, strategy:Strategy, spy:CuriousServer): self.strategy, self.spy, self.grid = strategy, spy, None
     def summary(self): self.strategy.summary()
     def configure_train(self, server_round, arrays, config, grid):
-        self.spy.sent = arrays.to_torch_state_dict()
+        self.spy.sent, extra = self.spy.send(server_round, arrays.to_torch_state_dict())
+        if extra: arrays, config = ArrayRecord(self.spy.sent), ConfigRecord({**dict(config), **extra})
         if self.grid is None or self.grid.grid is not grid: self.grid = PartitionOrderedGrid(grid)   # asks the nodes once
         return self.strategy.configure_train(server_round, arrays, config, self.grid)
     def aggregate_train(self, server_round, replies):
@@ -362,7 +397,9 @@ class CuriousStrategy(Strategy):
         kept = [r for r in replies if not int(r.content['metrics'].get('refused', 0))]   # refusals are not averaged in
         kept.sort(key=lambda r: int(r.content['metrics']['partition-id']))   # summed in partition order, not in order of arrival
         with server_noise_seed(self.spy.cfg, server_round):   # Flower's server-side DP noise, drawn from numpy's global generator
-            return self.strategy.aggregate_train(server_round, kept)
+            arrays, metrics = self.strategy.aggregate_train(server_round, kept)
+        if arrays is not None and self.spy.imprints(server_round): arrays = ArrayRecord(self.spy.receive(server_round, arrays.to_torch_state_dict()))
+        return arrays, metrics
     def configure_evaluate(self, server_round, arrays, config, grid):
         return self.strategy.configure_evaluate(server_round, arrays, config, grid)
     def aggregate_evaluate(self, server_round, replies): return self.strategy.aggregate_evaluate(server_round, replies)
@@ -411,9 +448,9 @@ class PartitionOrderedClients:
 class SecAggFedAvg(LegacyFedAvg):
     "Legacy FedAvg for the SecAgg+ workflow: every result carries only the aggregate, which the curious server attacks; clients are sampled in partition order."
     def __init__(self, cfg:FedConfig, spy:CuriousServer, evaluate:Callable, names:list[str], device:str|None=None, grid:Grid|None=None, **kw):
-        self.cfg, self.spy, self.names, self.grid, self.clients = cfg, spy, names, grid, None
+        self.cfg, self.spy, self.names, self.grid, self.clients, self.extra = cfg, spy, names, grid, None, {}
         super().__init__(fraction_fit=cfg.fraction, fraction_evaluate=0.0, min_fit_clients=cfg.sampled,
-                         min_available_clients=cfg.clients, on_fit_config_fn=lambda r: {**_train_config(cfg, device), 'server-round': r},
+                         min_available_clients=cfg.clients, on_fit_config_fn=lambda r: {**_train_config(cfg, device), 'server-round': r, **self.extra},
                          evaluate_fn=self._evaluate, accept_failures=False, **kw)
         self._eval = evaluate
     def _state(self, nd): return {k: torch.as_tensor(v) for k, v in zip(self.names, nd)}
@@ -421,8 +458,9 @@ class SecAggFedAvg(LegacyFedAvg):
         acc, loss = self._eval(rnd, self._state(nd))
         return loss, {'accuracy': acc}
     def configure_fit(self, server_round, parameters, client_manager):
-        from flwr.common import parameters_to_ndarrays
-        self.spy.sent = self._state(parameters_to_ndarrays(parameters))
+        from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+        self.spy.sent, self.extra = self.spy.send(server_round, self._state(parameters_to_ndarrays(parameters)))
+        if self.extra: parameters = ndarrays_to_parameters([v.numpy() for v in self.spy.sent.values()])
         if self.grid is not None:
             if self.clients is None or self.clients.manager is not client_manager: self.clients = PartitionOrderedClients(client_manager, self.grid)
             client_manager = self.clients
@@ -430,10 +468,16 @@ class SecAggFedAvg(LegacyFedAvg):
     def aggregate_fit(self, server_round, results, failures):
         from flwr.common import parameters_to_ndarrays
         if failures: raise RuntimeError(f"{len(failures)} client(s) failed in round {server_round}: {failures[0]}")
-        agg = self._state(parameters_to_ndarrays(results[0][1].parameters))   # SecAgg+ put the same aggregate in every result
+        names = list(self.spy.sent)   # those of the model sent this round (imprinted or not)
+        agg = dict(zip(names, map(torch.as_tensor, parameters_to_ndarrays(results[0][1].parameters))))   # SecAgg+ put the same aggregate in every result
         self.spy.observe(server_round, [(int(fr.metrics['partition-id']), None, fr.metrics, json.loads(fr.metrics['truth']))
                                         for _, fr in results], aggregate=agg)
-        return super().aggregate_fit(server_round, results, failures)
+        params, metrics = super().aggregate_fit(server_round, results, failures)
+        if params is not None and self.extra:
+            from flwr.common import ndarrays_to_parameters
+            state = self.spy.receive(server_round, dict(zip(names, map(torch.as_tensor, parameters_to_ndarrays(params)))))
+            params, self.extra = ndarrays_to_parameters([state[k].numpy() for k in self.names]), {}
+        return params, metrics
 
 def serve_secagg(grid:Grid, context:Context, cfg:FedConfig, log:FederationLog, device:str|None=None)->None:
     "Run the federation with Flower's SecAgg+ workflow (legacy API), recording into `log`; clients train on `device`."

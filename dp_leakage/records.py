@@ -168,9 +168,11 @@ def json_safe(v):
 VERSION_KEY = 'dp_leakage_version'
 
 def config_dict(cfg)->dict:
-    "A run's identity: every field of the dataclass `cfg` as plain JSON values and the library version (a dict is taken as stored)."
+    "A run's identity: every field of the dataclass `cfg` as plain JSON values and the library version (a dict is taken as stored); a field its class lists in `LATE_FIELDS` only where it differs from its default."
     if is_dataclass(cfg) and not isinstance(cfg, type):
-        return {**json_safe({f.name: getattr(cfg, f.name) for f in fields(cfg)}), VERSION_KEY: __version__}
+        late = getattr(type(cfg), 'LATE_FIELDS', ())   # fields added after records existed: part of the identity only off their default
+        return {**json_safe({f.name: getattr(cfg, f.name) for f in fields(cfg)
+                             if f.name not in late or getattr(cfg, f.name) != f.default}), VERSION_KEY: __version__}
     if isinstance(cfg, dict): return json_safe(dict(cfg))
     raise TypeError(f"config_dict needs a config dataclass or a stored config dict, not {type(cfg).__name__}")
 

@@ -9,15 +9,16 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from .data import ATTACK_SIZE
 
 # %% auto #0
-__all__ = ['FED_ATTACK_VERSION', 'UpdateSetting', 'update_gradient', 'update_norm', 'simulate_update', 'unrolled_attack',
-           'candidates', 'label_chance', 'score_update', 'attack_update', 'round_counts', 'update_label_counts',
-           'attack_labels']
+__all__ = ['FED_ATTACK_VERSION', 'IMPRINT_PREFIX', 'UpdateSetting', 'update_gradient', 'update_norm', 'simulate_update',
+           'unrolled_attack', 'candidates', 'label_chance', 'score_update', 'attack_update', 'round_counts',
+           'update_label_counts', 'attack_labels', 'assign_scores', 'imprint_update']
 
 # %% ../nbs/26_update_attacks.ipynb #e9d61e48
 FED_ATTACK_VERSION = 2   # the federation's attacks run with the settings of attack record version 2 (`attacks.ATTACK_VERSIONS`)
@@ -204,3 +205,41 @@ def attack_labels(model:nn.Module, # a model of the clients' architecture (its w
     return dict(attack='label_counts', clients_in_update=clients, true_images=len(y) if true_images is None else true_images,
                 samples=len(y), reconstructed=n, update_norm=update_norm(sent, new), attack_seconds=time.time() - t0,
                 label_accuracy=label_accuracy(y, inferred.tolist()), label_chance=label_chance(y))
+
+# %% ../nbs/26_update_attacks.ipynb #e2cb0fb9
+IMPRINT_PREFIX = '0.'   # the imprinted model is `nn.Sequential(ImprintBlock, victim)`: the block's weights are '0.*', the victim's '1.*'
+
+def assign_scores(recon:torch.Tensor, # n x C x H x W reconstructions in [0, 1]
+                  truth:torch.Tensor # m x C x H x W true images
+                 )->pd.DataFrame:
+    "Per reconstruction: the true image the optimal assignment on MSE gives it (from a distance matrix), and their MSE, PSNR, SSIM."
+    from scipy.optimize import linear_sum_assignment
+    from dp_leakage.scoring import image_scores
+    cost = torch.cdist(recon.flatten(1).double(), truth.flatten(1).double()).square().numpy()
+    r, t = linear_sum_assignment(cost)
+    a, b = recon.double().numpy(), truth.double().numpy()
+    return pd.DataFrame([dict(image_scores(a[i], b[j]), recon=int(i), truth=int(j)) for i, j in zip(r, t)])
+
+def imprint_update(sent:dict, # the imprinted model's state dict the server sent
+                   new:dict, # what came back: a client's weights, or the SecAgg+ aggregate
+                   x:torch.Tensor, # the distinct images behind the update (scoring only; their number is what the server reads)
+                   clients:int=1, # clients summed in the update
+                   data_root:str='' # MNIST data root (the server's public mean image fills empty bins)
+                  )->dict:
+    "The imprint attack on an update: read `len(x)` images off the bins' weight and bias updates (`imprint.read_images`), score them (`assign_scores`)."
+    from dp_leakage.imprint import public_data, read_images, recovered_fraction
+    from dp_leakage.scoring import image_scores, mean_mnist_image
+    t0 = time.time()
+    w, b = IMPRINT_PREFIX + 'bins.weight', IMPRINT_PREFIX + 'bins.bias'
+    dW, db = sent[w].double() - new[w].double(), sent[b].double() - new[b].double()   # minus the update: the summed gradient, scaled
+    n = len(x)
+    recon = read_images(dW, db, n, public_data(data_root or None)['mean']).reshape(n, *x.shape[1:]).clamp(0, 1)
+    per = assign_scores(recon, x)
+    mean = mean_mnist_image(data_root or None).double().numpy()
+    base = [image_scores(mean, t)['ssim'] for t in x.double().numpy()]
+    return dict(attack='imprint', clients_in_update=clients, true_images=n, reconstructed=n, bins=len(db),
+                update_norm=update_norm(sent, new), attack_seconds=time.time() - t0,
+                mse=float(per.mse.mean()), psnr=float(per.psnr.replace(math.inf, np.nan).median()),
+                ssim=float(per.ssim.median()), ssim_mean=float(per.ssim.mean()),
+                recovered_fraction=recovered_fraction(per.ssim), baseline_ssim=float(np.median(base)),
+                label_accuracy=None, label_chance=None)
