@@ -26,8 +26,9 @@ __all__ = ['run_name', 'load_rounds', 'load_attacks', 'stored_diff', 'compare', 
 
 # %% ../nbs/42_federated.ipynb #73fc0099
 def run_name(cfg:FedConfig)->str:
-    "The run's folder name: method, local steps K, clients per round M (`malicious_` first for a malicious server)."
-    return ('malicious_' if cfg.server == 'malicious' else '') + f'{cfg.method}_k{cfg.local_steps}_m{cfg.sampled}'
+    "The run's folder name: method, local steps K, clients per round M (`malicious_` first for a malicious server; `_q26` last for SecAgg+ quantization 2**26)."
+    q = f'_q{cfg.secagg_quantization.bit_length() - 1}' if cfg.secagg_quantization else ''   # SecAgg+'s quantization range, as a power of 2
+    return ('malicious_' if cfg.server == 'malicious' else '') + f'{cfg.method}_k{cfg.local_steps}_m{cfg.sampled}' + q
 
 def _results(out)->list[dict]: return [json.loads(p.read_text()) for p in sorted(Path(out).glob('*/result.json'))]
 
@@ -219,17 +220,20 @@ def malicious_table(out:str|Path # folder of malicious runs (`run_name` starts w
             rec, lo, hi = k / n, ci.low, ci.high
         else: rec, lo, hi = bootstrap_ci(a.recovered_fraction.astype(float), np.mean)
         rows.append(dict(method=res['method'], local_steps=res['local_steps'], sampled=round(res['fraction'] * res['clients']),
+                         quantization=res.get('secagg_quantization') or 2**22 if res['method'] == 'secagg' else None,
                          clients_in_update=int(a.clients_in_update.max()), bins=int(a.bins.iloc[0]), updates=len(a),
                          images_per_update=float(a.true_images.mean()), recovered=rec, recovered_lo=lo, recovered_hi=hi,
                          ssim_median=float(a.ssim.median()), baseline_ssim=float(a.baseline_ssim.median()),
                          accuracy=res['accuracy'], rounds=res['rounds']))
     t = pd.DataFrame(rows)
-    return t.sort_values(['local_steps', 'clients_in_update', 'method']).reset_index(drop=True) if len(t) else t
+    return t.sort_values(['local_steps', 'clients_in_update', 'method', 'quantization']).reset_index(drop=True) if len(t) else t
 
 def format_malicious(t:pd.DataFrame # `malicious_table`
                     )->pd.DataFrame:
     "`malicious_table` as text cells: the recovered share with its interval beside the update's size."
+    q = lambda v: '–' if v is None or v != v else f'2^{int(v).bit_length() - 1}'
     return pd.DataFrame([{'client method': r.method, 'local steps K': r.local_steps, 'clients in an update': r.clients_in_update,
+                          'SecAgg+ quantization': q(r.quantization),
                           'updates read': r.updates, 'images per update': f'{r.images_per_update:.0f}', 'bins': r.bins,
                           'recovered (SSIM ≥ 0.9) [95% CI]': f'{r.recovered:.2f} [{r.recovered_lo:.2f}, {r.recovered_hi:.2f}]',
                           'SSIM median': f'{r.ssim_median:.3f}', 'mean-image SSIM': f'{r.baseline_ssim:.3f}'} for r in t.itertuples()])
@@ -247,10 +251,10 @@ def plot_malicious(t:pd.DataFrame, # `malicious_table`
         a1.bar(x, g.recovered, 0.35, yerr=[g.recovered - g.recovered_lo, g.recovered_hi - g.recovered], capsize=3, label=f'K = {k}')
     a1.set_xticks(np.arange(len(methods)), methods, rotation=15, fontsize=8)
     a1.set(ylabel='share of images recovered (SSIM ≥ 0.9)', ylim=(0, 1.05), title="Each client's update, round 1")
-    for k, g in t[t.method == 'secagg'].groupby('local_steps'):
+    for (k, q), g in t[t.method == 'secagg'].groupby(['local_steps', 'quantization']):
         g = g.sort_values('clients_in_update')
         a2.errorbar(g.clients_in_update, g.recovered, yerr=[g.recovered - g.recovered_lo, g.recovered_hi - g.recovered],
-                    marker='o', capsize=3, label=f'K = {k}')
+                    marker='o', capsize=3, label=f'K = {k}, quantization 2^{int(q).bit_length() - 1}')
     a2.set(xlabel='clients summed by SecAgg+', ylabel='share of images recovered', ylim=(0, 1.05),
            title='A SecAgg+ aggregate (bins: 4 x its images)')
     for a in (a1, a2): a.legend(fontsize=8)
@@ -310,6 +314,7 @@ def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, 
                   server:str='honest', # 'honest' (curious) or 'malicious': sends an imprinted model in round 1 and reads images off every update
                   imprint_bins:int=0, # malicious: bins of the imprint block (0: 4 x the images in what the server sees)
                   imprint_gain:float=0., # malicious: gain of the imprint block (0: the server's choice, `FedConfig.gain`)
+                  secagg_quantization:int=0, # secagg: SecAgg+'s quantization range, a server setting (0: Flower's default 2**22)
                   seed:int=0, # seed
                   data_root:str='', # MNIST data root ('' = $DP_LEAKAGE_DATA)
                   cpus:int=None, # Ray CPUs (default: all)
@@ -327,7 +332,7 @@ def federated_cli(method:str='none', # method(s), comma-separated: none, dpsgd, 
     try: fractions = [float(f) for f in str(fraction).replace(',', ' ').split()]
     except ValueError: raise UserError(f"fraction must be numbers in (0, 1] separated by commas, not {fraction!r}") from None
     if not fractions: raise UserError("fraction is empty: pass e.g. --fraction 0.1")
-    cfg = FedConfig(clients=clients, fraction=fractions[0], rounds=rounds, server=server, imprint_bins=imprint_bins, imprint_gain=imprint_gain, partition=partition, epsilon=epsilon,
+    cfg = FedConfig(clients=clients, fraction=fractions[0], rounds=rounds, server=server, imprint_bins=imprint_bins, imprint_gain=imprint_gain, secagg_quantization=secagg_quantization, partition=partition, epsilon=epsilon,
                     local_steps=steps[0] if steps else 0, batch_size=batch_size, lr=lr, train_size=train_size,
                     test_size=test_size, model=model, clip_norm=clip_norm, attack=attack, unrolled=unrolled,
                     attack_every=attack_every, attack_clients=attack_clients, attack_iterations=attack_iterations,

@@ -64,10 +64,11 @@ class FedConfig:
     server: str = 'honest'        # 'honest' (curious: sends the real model) or 'malicious' (sends an imprinted model in round 1: `flower_app.CuriousServer`)
     imprint_bins: int = 0         # malicious: bins of the imprint block (0: 4 x the distinct images in what the server sees, `imprint_images`)
     imprint_gain: float = 0.      # malicious: the imprint block's gain (0: the server's choice, `gain`)
+    secagg_quantization: int = 0  # secagg: SecAgg+'s quantization range, a server setting the clients take from it (0: Flower's default 2**22)
     seed: int = 0                 # seed of the partition, the initial model, client sampling, local shuffling, attacks
     data_root: str = ''           # MNIST data root ('' = `$DP_LEAKAGE_DATA` or the project's data/)
 
-    LATE_FIELDS: ClassVar[tuple] = ('server', 'imprint_bins', 'imprint_gain')   # added after records existed: in a run's identity only off their defaults
+    LATE_FIELDS: ClassVar[tuple] = ('server', 'imprint_bins', 'imprint_gain', 'secagg_quantization')   # added after records existed: in a run's identity only off their defaults
 
     def __post_init__(self): validate_config(self)
 
@@ -145,6 +146,9 @@ def validate_config(c:FedConfig):
     _check_int('attack_clients', c.attack_clients, 0, ' (0: no image attack)')
     _check_int('max_participations', c.max_participations, 0, ' (0: every round)')
     _check_int('imprint_bins', c.imprint_bins, 0, ' (0: 4 x the images the server sees)')
+    q = c.secagg_quantization
+    if q and (isinstance(q, bool) or not isinstance(q, numbers.Integral) or q < 2 or q & (q - 1) or q * c.sampled >= 2**32):
+        raise UserError(f"secagg_quantization must be 0 (Flower's 2**22) or a power of 2 whose product with the clients per round stays below 2**32 (SecAgg+'s modulus), not {q!r}")
     if not c.imprint_gain >= 0: raise UserError(f"imprint_gain must be >= 0 (0: the server's choice), not {c.imprint_gain!r}")
     if c.server not in SERVERS: raise UserError(f"Unknown server {c.server!r}: use one of {', '.join(SERVERS)}")
     if not 0 < c.fraction <= 1: raise UserError(f"fraction must be in (0, 1], not {c.fraction!r}")

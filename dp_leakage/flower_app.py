@@ -490,8 +490,9 @@ def serve_secagg(grid:Grid, context:Context, cfg:FedConfig, log:FederationLog, d
                             initial_parameters=ndarrays_to_parameters([v.numpy() for v in model.state_dict().values()]))
     ctx = LegacyContext(context=context, config=ServerConfig(num_rounds=cfg.rounds), strategy=strategy)
     # every sampled client shares its keys with all others; half of the shares (at least 2) reconstruct a secret
+    q = dict(quantization_range=cfg.secagg_quantization) if cfg.secagg_quantization else {}   # the server's setting: clients take it from its setup message
     DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=0.5,
-                                                    max_weight=float(cfg.train_size)))(grid, ctx)
+                                                    max_weight=float(cfg.train_size), **q))(grid, ctx)
 
 # %% ../nbs/41_flower_app.ipynb #d50d0c44
 @contextmanager
