@@ -248,7 +248,8 @@ def plot_malicious(t:pd.DataFrame, # `malicious_table`
     for j, (k, g) in enumerate(single.groupby('local_steps')):
         g = g.set_index('method').reindex(methods)
         x = np.arange(len(methods)) + (j - 0.5) * 0.35
-        a1.bar(x, g.recovered, 0.35, yerr=[g.recovered - g.recovered_lo, g.recovered_hi - g.recovered], capsize=3, label=f'K = {k}')
+        bars = a1.bar(x, g.recovered, 0.35, yerr=[g.recovered - g.recovered_lo, g.recovered_hi - g.recovered], capsize=3, label=f'K = {k}')
+        a1.bar_label(bars, [f'{v:.2f}' for v in g.recovered], padding=6, fontsize=7)   # a zero bar is a measured zero
     a1.set_xticks(np.arange(len(methods)), methods, rotation=15, fontsize=8)
     a1.set(ylabel='share of images recovered (SSIM ≥ 0.9)', ylim=(0, 1.05), title="Each client's update, round 1")
     for (k, q), g in t[t.method == 'secagg'].groupby(['local_steps', 'quantization']):
