@@ -90,16 +90,19 @@ class BatchedLBFGS:
         s.n_old, s.head = torch.where(first, 0, s.n_old), torch.where(first, 0, s.head)
         q, al = -s.g, [None] * self.m
         top = min(self.m, self._iters_bound)   # no run has more pairs than the iterations done so far (known on the host)
-        at = [(s.head + i) % self.m for i in range(top)]
+        if top:   # each run's history in its own order (oldest first), gathered once: the loops below only take views
+            i_ = torch.arange(top, device=y.device)
+            at = (s.head[:, None] + i_) % self.m
+            S, D = s.stps[k[:, None], at], s.dirs[k[:, None], at]
+            rho = torch.where(i_ < s.n_old[:, None], s.ro[k[:, None], at], 0.)   # an unused pair weighs 0: it leaves q and r as they are
+            S, D, rho = S.unbind(1), D.unbind(1), rho[..., None].unbind(1)   # views made once (each op costs microseconds on small runs)
         for i in range(top - 1, -1, -1):
-            use, j = i < s.n_old, at[i]
-            al[i] = torch.where(use, (s.stps[k, j] * q).sum(1) * s.ro[k, j], torch.zeros_like(ys))
-            q = q - al[i][:, None] * s.dirs[k, j]
+            al[i] = (S[i] * q).sum(1, keepdim=True) * rho[i]
+            q = torch.addcmul(q, al[i], D[i], value=-1)
         r = q * s.H_diag[:, None]
         for i in range(top):
-            use, j = i < s.n_old, at[i]
-            be = (s.dirs[k, j] * r).sum(1) * s.ro[k, j]
-            r = r + torch.where(use, al[i] - be, torch.zeros_like(be))[:, None] * s.stps[k, j]
+            be = (D[i] * r).sum(1, keepdim=True) * rho[i]
+            r = torch.addcmul(r, al[i] - be, S[i])
         return torch.where(first[:, None], -s.g, r)
 
     def step(self, active:torch.Tensor|None=None)->torch.Tensor:
