@@ -21,6 +21,7 @@ from .attack import (ATTACK_GRIDS, GRID_KAPPAS, GRID_SIGMAS, GRID_RECORD_VERSION
 from .attacks import ATTACKS
 from .data import UserError, atomic_write_text, save_figure
 from .imprint import imprint_figure, imprint_markdown, imprint_table, load_imprint_records
+from .photo_results import load_photo_records, photo_figure, photo_markdown, photo_table, photo_transition_figure
 from .records import command, to_markdown
 from .scoring import LEVEL, bootstrap_ci, label_hits, verdict
 from .store import STORE, collect, merge, read_store, unpack
@@ -126,7 +127,7 @@ def notebooks_block(nbs:str|Path='nbs' # the notebooks folder
     return "Generated from the notebooks by `python -m dp_leakage.analysis` (`make results`); do not edit by hand.\n\n" + to_markdown(t)
 
 # %% ../nbs/50_analysis.ipynb #95a781d6
-BLOCKS = ('train', 'attack', 'imprint', 'federated', 'audit')  # the results blocks (the README also has `notebooks`, from `notebooks_block`)
+BLOCKS = ('train', 'attack', 'imprint', 'photos', 'federated', 'audit')  # the results blocks (the README also has `notebooks`, from `notebooks_block`)
 def markers(block:str)->tuple[str, str]:
     "The README markers around the generated block `block`: `<!-- results:BLOCK:start -->` ... `<!-- results:BLOCK:end -->`."
     return f'<!-- results:{block}:start -->', f'<!-- results:{block}:end -->'
@@ -137,7 +138,7 @@ def other_blocks(runs:Path, # the run folder
                  fig, # figure name -> its link from the README
                  static:str|Path|None=None # where their figures are written (None: not drawn)
                 )->dict[str, str]:
-    "The `imprint`, `federated` and `audit` blocks, each from its own records (the imprint records of `runs/attack`, `runs/federated/compare`, `skew` and `secagg`, `runs/audit`) when present; with `static`, their figures and tables too."
+    "The `imprint`, `photos`, `federated` and `audit` blocks, each from its own records (the imprint and hot-dog records of `runs/attack`, `runs/federated/compare`, `skew` and `secagg`, `runs/audit`) when present; with `static`, their figures and tables too."
     out = {}
     imp = load_imprint_records(runs)
     if len(imp):
@@ -146,6 +147,21 @@ def other_blocks(runs:Path, # the run folder
             atomic_write_text(Path(static)/'imprint_table.csv', t.to_csv(index=False))
             plt.close(imprint_figure(t, Path(static)/'imprint_transition.png'))
         out['imprint'] = imprint_markdown(t, fig('imprint_transition.png'))
+        imp_ph = load_imprint_records(runs, data='hotdog')
+        if len(imp_ph):
+            tp = imprint_table(imp_ph)
+            if static is not None:
+                atomic_write_text(Path(static)/'imprint_photos_table.csv', tp.to_csv(index=False))
+                plt.close(imprint_figure(tp, Path(static)/'imprint_transition_photos.png', what='hot-dog photos (cnn_gn)'))
+            out['imprint'] += '\n' + imprint_markdown(tp, fig('imprint_transition_photos.png'), photos=True)
+    ph = load_photo_records(runs)
+    if len(ph):
+        t = photo_table(ph)
+        if static is not None:
+            atomic_write_text(Path(static)/'photo_table.csv', t.to_csv(index=False))
+            plt.close(photo_transition_figure(t, Path(static)/'photo_transition.png'))
+            plt.close(photo_figure(ph, Path(static)/'photo_reconstructions.png'))
+        out['photos'] = photo_markdown(t, len(ph), fig, runs.name)
     if (runs/'federated'/'compare').is_dir():
         from dp_leakage.federated import federated_figures, format_malicious, format_summary, malicious_table, summary_table
         if static is not None: federated_figures(runs/'federated'/'compare', runs/'federated'/'secagg', static, runs/'federated'/'malicious')

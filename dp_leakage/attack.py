@@ -23,14 +23,16 @@ from .release import Defence, DEFENCES, noise_seed, noise_to_signal, release
 from .scoring import baseline_scores, chance_label_accuracy, label_accuracy, match_scores
 from .attacks import attack_settings, check_attack, reconstruct
 from .imprint import imprint_model, recovered_fraction
+from .photos import HOTDOG_TRAIN_SIZE, PHOTO_MAX_GRAD_NORM, PHOTO_VICTIMS, available_heads, check_photo_victim, photo_preprocessing, gallery, gallery_photos, hotdog_photos, photo_attack_settings, is_head, mean_photo, photo_model, photo_training, reid_scores
 
 # %% auto #0
 __all__ = ['VICTIMS', 'RECORD_VERSION', 'GRID_RECORD_VERSION', 'LATE_FIELDS', 'MNIST_TRAIN_SIZE', 'MAX_BATCH', 'MAX_BATCHES',
-           'SERVER_MODELS', 'GRID_SIGMAS', 'GRID_EPSILONS', 'GRID_KAPPAS', 'PLAIN_ATTACKS', 'ADAPTIVE_ATTACKS',
-           'IMPRINT_BATCHES', 'IMPRINT_BIN_FACTORS', 'ATTACK_GRIDS', 'attack_model', 'AttackConfig', 'attack_config',
-           'save_grid', 'stored_run', 'run_attack', 'attack_record', 'attack_run_name', 'attack_cli', 'grid_defences',
-           'default_grid', 'attack_grid_runs', 'run_attack_grid', 'setting_label', 'load_attack_runs', 'per_image',
-           'results_table', 'demo_attack']
+           'DATA_SIZES', 'DATA_CLASSES', 'SERVER_MODELS', 'RUN_DATA', 'RUN_SCORES', 'GRID_SIGMAS', 'GRID_EPSILONS',
+           'GRID_KAPPAS', 'PLAIN_ATTACKS', 'ADAPTIVE_ATTACKS', 'IMPRINT_BATCHES', 'IMPRINT_BIN_FACTORS', 'PHOTO_KAPPAS',
+           'PHOTO_EPSILONS', 'PHOTO_RECON', 'IMPRINT_PHOTO_BATCHES', 'IMPRINT_PHOTO_SIGMAS', 'ATTACK_GRIDS',
+           'attack_model', 'AttackConfig', 'attack_config', 'save_grid', 'stored_run', 'run_attack', 'attack_record',
+           'attack_run_name', 'attack_cli', 'grid_defences', 'default_grid', 'photo_images', 'attack_grid_runs',
+           'run_attack_grid', 'setting_label', 'load_attack_runs', 'per_image', 'results_table', 'demo_attack']
 
 # %% ../nbs/25_attack.ipynb #afbf2883
 VICTIMS = ('lenet', 'lenet_relu')
@@ -65,10 +67,12 @@ def attack_model(model_state:int=0, # epochs of training on MNIST before the att
 # %% ../nbs/25_attack.ipynb #a76c09d4
 RECORD_VERSION = 3  # of new runs. 2: noise per release (`noise_seed`), multiset label accuracy, batch-aware labels, epsilons and noise-to-signal in the record; 3: the attack settings of `ATTACK_VERSIONS[3]`
 GRID_RECORD_VERSION = 3  # the version of the 'primary' and 'secondary' grids' runs (version-2 runs of their configurations stay in the store, named `...-rv2`)
-LATE_FIELDS: tuple = ('bins',)  # fields added to `AttackConfig` after records existed: part of a run's identity only where they differ from their default
+LATE_FIELDS: tuple = ('bins', 'data')  # fields added to `AttackConfig` after records existed: part of a run's identity only where they differ from their default
 MNIST_TRAIN_SIZE = 60_000
 MAX_BATCH = 16
-MAX_BATCHES = {'imprint': 128}  # attacks that take larger batches (no optimisation)
+MAX_BATCHES = {'imprint': 128, 'embedding': 128}  # attacks that take larger batches (no optimisation)
+DATA_SIZES = {'mnist': MNIST_TRAIN_SIZE, 'hotdog': HOTDOG_TRAIN_SIZE}   # `--data` -> images of its training split
+DATA_CLASSES = {'mnist': 10, 'hotdog': 2}   # `--data` -> classes (label accuracy's chance)
 
 @dataclass(frozen=True)
 class AttackConfig:
@@ -80,10 +84,10 @@ class AttackConfig:
     max_grad_norm: float = 1.0           # clip, dpsgd: clipping norm C
     kappa: float = 1e-4                  # pdp: penalty weight (the study's 0.1^2 * 0.1^2)
     batch_size: int = 1                  # B (1 to 16; imprint: to 128)
-    images: tuple = (0,)                 # MNIST training indices of the batch (B of them)
+    images: tuple = (0,)                 # training indices of the batch (B of them): MNIST's, or the hot-dog training split's
     iterations: int = 300                # attack iterations
-    model_state: int = 0                 # epochs of training before the attack (0: untrained)
-    victim: str = 'lenet'                # the attacked architecture (`VICTIMS`)
+    model_state: int = 0                 # MNIST: epochs of training before the attack (0: untrained); hot-dog: 0 untrained, 1 trained by the training grid
+    victim: str = 'lenet'                # the attacked architecture (`VICTIMS`; hot-dog: `PHOTO_VICTIMS`)
     seed: int = 0                        # seed of the model, the attack, and (with the rest) of the noise
     repetition: int = 0                  # repetition of the same release (draws other noise)
     record_version: int = RECORD_VERSION # version of the record format (records of another version are other runs)
@@ -91,14 +95,17 @@ class AttackConfig:
     out: str = 'runs/_demo/attack'       # output folder
     device: str|None = None              # torch device: 'cpu', 'cuda' or 'cuda:N' (None: 'cuda' when available, else 'cpu'; stored resolved)
     bins: int|None = None                # imprint: bins of the server's imprint block (None: 4B)
+    data: str = 'mnist'                  # the client's data: 'mnist' (digits) or 'hotdog' (the study's photos, `dp_leakage.photos`)
 
     def __post_init__(self): object.__setattr__(self, 'device', check_device(self.device))
 
     def defence_obj(self)->Defence:
         "The defence, its noise seeded by (seed, images, defence setting, repetition)."
-        d = Defence(self.defence, epsilon=self.epsilon, noise_multiplier=self.noise_multiplier,
-                    max_grad_norm=self.max_grad_norm, kappa=self.kappa)
-        return replace(d, seed=noise_seed(self.seed, self.images, d.describe() | dict(victim=self.victim, model_state=self.model_state), self.repetition))
+        photos = self.data == 'hotdog'
+        d = Defence(self.defence, epsilon=self.epsilon, noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
+                    kappa=self.kappa, **({'training': photo_training(self.victim)} if photos else {}))   # epsilon: of the victim's own training run
+        setting = d.describe() | dict(victim=self.victim, model_state=self.model_state) | ({'data': self.data} if photos else {})
+        return replace(d, seed=noise_seed(self.seed, self.images, setting, self.repetition))
 
     def identity(self)->dict:
         "What makes the run: every field but where it is written, where the data is read from and the device (the record stores it); a field of `LATE_FIELDS` only where it differs from its default, so that the records made before it existed keep their identity."
@@ -128,12 +135,19 @@ def attack_config(**params)->AttackConfig:
         _check_range('bins', c.bins, 1, 65_536, 'an integer')
     if len(c.images) != c.batch_size:
         raise UserError(f"images has {len(c.images)} indices but batch_size is {c.batch_size}: give B indices, e.g. --images 0,1,2,3 --batch_size 4")
-    out = [i for i in c.images if not 0 <= i < MNIST_TRAIN_SIZE]
-    if out: raise UserError(f"image indices {out} are out of range: MNIST training images are 0 to {MNIST_TRAIN_SIZE - 1}")
+    if c.data not in DATA_SIZES: raise UserError(f"Unknown data {c.data!r}: use one of {', '.join(DATA_SIZES)}")
+    out = [i for i in c.images if not 0 <= i < DATA_SIZES[c.data]]
+    if out: raise UserError(f"image indices {out} are out of range: {c.data} training images are 0 to {DATA_SIZES[c.data] - 1}")
     _check_range('iterations', c.iterations, 1, what='an integer')
     _check_range('model_state', c.model_state, 0, what='an integer (epochs)')
     _check_range('repetition', c.repetition, 0, what='an integer')
-    if c.victim not in VICTIMS: raise UserError(f"Unknown victim {c.victim!r}: use one of {', '.join(VICTIMS)}")
+    if c.data == 'hotdog':
+        check_photo_victim(c.victim, c.model_state)
+        if (c.attack == 'embedding') != is_head(c.victim) and not (c.attack == 'imprint' and not is_head(c.victim)):
+            raise UserError(f"{c.victim} with --attack {c.attack}: the embedding attack reads a linear head (efficientnet_lite0, resnet50, dinov2_reg), "
+                            "and the scratch CNNs (cnn, cnn_gn) are attacked by dlg, idlg, ig or their adaptive variants")
+    elif c.victim not in VICTIMS: raise UserError(f"Unknown victim {c.victim!r}: use one of {', '.join(VICTIMS)} (hot-dog victims need --data hotdog)")
+    elif c.attack == 'embedding': raise UserError("the embedding attack reads a linear head on hot-dog photos: add --data hotdog --victim efficientnet_lite0")
     # settings a defence ignores must still be in range (a typo is not silently accepted)
     _check_range('max_grad_norm', c.max_grad_norm, 1e-12, what='a finite number >')
     if not math.isfinite(c.max_grad_norm): raise UserError(f"max_grad_norm must be finite, not {c.max_grad_norm!r}")
@@ -166,7 +180,27 @@ def save_grid(snapshots:dict, truth:torch.Tensor, path:Path, title:str=''):
     plt.close(fig)
 
 SERVER_MODELS = {  # attack -> f(victim, cfg): the model a malicious server sends instead of the victim
-    'imprint': lambda victim, c: imprint_model(victim, c.bins or 4 * c.batch_size, c.data_root)}
+    'imprint': lambda victim, c: imprint_model(victim, c.bins or 4 * c.batch_size, c.data_root, **(
+        dict(shape=(3,) + (photo_preprocessing(c.victim).size,) * 2, data='hotdog', victim_name=c.victim) if c.data == 'hotdog' else {}))}
+
+def _mnist_run(c:AttackConfig)->dict:
+    x, y = mnist_images(c.images, root=c.data_root)
+    return dict(model=attack_model(c.model_state, c.seed, c.data_root, c.victim, c.device), inputs=x, photos=x, labels=y,
+                n_classes=10, mean=None)
+
+def _hotdog_run(c:AttackConfig)->dict:
+    x, y = hotdog_photos(c.images, c.victim, c.data_root)
+    model = photo_model(c.victim, c.model_state, c.seed, c.data_root, c.device)
+    guesses = torch.stack([mean_photo(c.victim, c.data_root), torch.full(x.shape[1:], 0.5)])   # the mean photo and grey: each photo's better guess is its baseline
+    run = dict(model=model, inputs=x, photos=x, labels=y, n_classes=2, mean=guesses)
+    if is_head(c.victim):   # the head's client trains on its backbone's embeddings of the photos
+        G, items = gallery(c.victim, c.data_root)
+        run.update(inputs=G[list(c.images)].float(), gallery=(G, lambda idx: gallery_photos(c.victim, idx, c.data_root)))
+    return run
+
+RUN_DATA = {'mnist': _mnist_run, 'hotdog': _hotdog_run}   # `--data` -> f(cfg): the shared model, the release's inputs, the photos, labels, classes, mean image
+RUN_SCORES = {  # attack -> f(cfg, run, reconstruction): what else its record holds
+    'embedding': lambda c, run, r: reid_scores(r.extra, list(c.images), run['gallery'][0][list(c.images)])}
 
 def stored_run(cfg:AttackConfig)->dict|None:
     "The record in `cfg.out` if it is the run `cfg` (same configuration; its device whatever ran it), None if there is none; a `UserError` if the folder holds another run."
@@ -184,32 +218,36 @@ def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
     out = Path(cfg.out)
     if write and (rec := stored_run(cfg)) is not None: return rec
     d = cfg.defence_obj()
-    model = attack_model(cfg.model_state, cfg.seed, cfg.data_root, cfg.victim, cfg.device)
+    run = RUN_DATA[cfg.data](cfg)
+    model = run['model']
     if cfg.attack in SERVER_MODELS: model = SERVER_MODELS[cfg.attack](model, cfg)   # a server that lies sends another model
-    x, y = (t.to(cfg.device) for t in mnist_images(cfg.images, root=cfg.data_root))
-    base = baseline_scores(x, cfg.data_root, cfg.seed)
+    inputs, x, y = (run[k].to(cfg.device) for k in ('inputs', 'photos', 'labels'))
+    base = baseline_scores(x, cfg.data_root, cfg.seed, run['mean'])
     t0 = time.time()
-    grads = release(model, x, y, d)
-    nsr = noise_to_signal(model, x, y, d, grads)
-    r = reconstruct(cfg.attack, model, grads, shape=x.shape, loss_fn=d.loss_fn, iterations=cfg.iterations,
-                    seed=cfg.seed, defence=d, truth=x, truth_labels=y,
-                    version=cfg.record_version)
-    return attack_record(cfg, d, x, y, base, nsr, r, time.time() - t0, write)
+    grads = release(model, inputs, y, d)
+    nsr = noise_to_signal(model, inputs, y, d, grads)
+    r = reconstruct(cfg.attack, model, grads, shape=inputs.shape, n_classes=run['n_classes'], loss_fn=d.loss_fn,
+                    iterations=cfg.iterations, seed=cfg.seed, defence=d, truth=x, truth_labels=y,
+                    version=cfg.record_version, **({'gallery': run['gallery']} if 'gallery' in run else {}),
+                    **(photo_attack_settings(cfg.attack) if cfg.data == 'hotdog' else {}))
+    more = RUN_SCORES[cfg.attack](cfg, run, r) if cfg.attack in RUN_SCORES else {}
+    return attack_record(cfg, d, x, y, base, nsr, r, time.time() - t0, write, more)
 
-def attack_record(cfg:AttackConfig, d:Defence, x, y, base:dict, nsr:float, r, seconds:float, write:bool=True)->dict:
+def attack_record(cfg:AttackConfig, d:Defence, x, y, base:dict, nsr:float, r, seconds:float, write:bool=True, more:dict|None=None)->dict:
     "The record of run `cfg` from its reconstruction `r` (of the batch `x`, `y` released under `d`); written to `cfg.out` with its history, snapshots and grid when `write` (`run_attack`'s, and the batched grid path's in `dp_leakage.batched`)."
     final, per = match_scores(r.images, x)
     h = r.history
     hit = h.index[h.ssim >= 0.9]
     rec = {**{k: v for k, v in cfg.identity().items()}, **d.describe()}
     rec.update(**final, label_accuracy=label_accuracy(y, r.labels), noise_to_signal=nsr,
-               chance_label_accuracy=chance_label_accuracy(cfg.batch_size),
+               chance_label_accuracy=chance_label_accuracy(cfg.batch_size, DATA_CLASSES[cfg.data]),
                iterations_to_ssim_09=int(h.iteration[hit[0]]) if len(hit) else None,
                iterations_run=int(h.iteration.iloc[-1]), final_loss=float(h.loss.iloc[-1]),
                per_image_ssim=[float(v) for v in per.ssim], per_image_psnr=[float(v) for v in per.psnr],
                true_labels=[int(v) for v in y], labels=[int(v) for v in r.labels], **base,
                seconds=seconds, device=cfg.device, environment=environment(), config=cfg.identity())
     rec['recovered_fraction'] = recovered_fraction(per.ssim)   # share of the batch at matched SSIM >= 0.9
+    rec.update(more or {})   # what the attack's scorer adds (`RUN_SCORES`)
     rec = json_safe(rec)
     if write:
         out = Path(cfg.out)
@@ -230,7 +268,7 @@ def attack_run_name(p:dict)->str:
     "The folder name of an attack run: `dp_leakage.records.run_name` plus every setting it leaves out that differs from the default."
     d, extra = AttackConfig(), []
     if p.get('defence') == 'pdp': extra.append(f"k{p.get('kappa', d.kappa):g}")
-    for k, short in (('model_state', 'm'), ('victim', 'v'), ('repetition', 'r'), ('iterations', 'it'), ('max_grad_norm', 'C'), ('bins', 'bins')):
+    for k, short in (('model_state', 'm'), ('victim', 'v'), ('repetition', 'r'), ('iterations', 'it'), ('max_grad_norm', 'C'), ('bins', 'bins'), ('data', 'd')):
         if p.get(k, getattr(d, k)) != getattr(d, k): extra.append(f"{short}{p[k]:g}" if not isinstance(p[k], str) else f"{short}{p[k]}")
     v = p.get('record_version', GRID_RECORD_VERSION)
     if v != GRID_RECORD_VERSION: extra.append(f"rv{v}")  # runs of the grids' version are named without it
@@ -242,17 +280,17 @@ def attack_run_name(p:dict)->str:
 
 @call_parse
 @command
-def attack_cli(attack:str='dlg', # attack: dlg, idlg, ig, an adaptive one (dlg_adaptive, idlg_adaptive, ig_adaptive), or imprint (a malicious server)
+def attack_cli(attack:str='dlg', # attack: dlg, idlg, ig, an adaptive one (dlg_adaptive, idlg_adaptive, ig_adaptive), imprint (a malicious server), or embedding (a linear head's input)
                defence:str='none', # defence: none, clip, dpsgd or pdp
                epsilon:float=None, # dpsgd: target epsilon of the stated training run
                noise_multiplier:float=None, # dpsgd: sigma, given directly instead of epsilon
-               max_grad_norm:float=1.0, # clip, dpsgd: clipping norm C
+               max_grad_norm:float=None, # clip, dpsgd: clipping norm C (default: 1.0 on MNIST; hot-dog: its training grid's 1.2)
                kappa:float=1e-4, # pdp: penalty weight (the study's 1e-4)
                batch_size:int=1, # B: images in the attacked batch (1 to 16; imprint: to 128)
-               images:str='0', # comma-separated MNIST training indices (B of them, 0 to 59999)
+               images:str='0', # comma-separated training indices (B of them): MNIST 0 to 59999, hot-dog 0 to 372
                iterations:int=300, # attack iterations
-               model_state:int=0, # epochs of training before the attack (0: untrained)
-               victim:str='lenet', # attacked architecture: lenet or lenet_relu
+               model_state:int=0, # MNIST: epochs of training before the attack (0: untrained); hot-dog: 1 = trained by the training grid
+               victim:str=None, # attacked architecture: lenet or lenet_relu (default lenet); hot-dog: cnn, cnn_gn (default) or a head (efficientnet_lite0, ...)
                seed:int=0, # seed of the model, the attack and the noise
                repetition:int=0, # repetition of the release (other noise)
                record_version:int=RECORD_VERSION, # the attacks' settings of this record version (2: as the stored grids)
@@ -261,17 +299,21 @@ def attack_cli(attack:str='dlg', # attack: dlg, idlg, ig, an adaptive one (dlg_a
                device:str=None, # torch device: 'cpu', 'cuda' or 'cuda:N' (default: 'cuda' when available, else 'cpu'; not part of the run's identity)
                threads:int=None, # torch intra-op threads (default: what suits the machine)
                debug:bool=False, # show tracebacks
-               bins:int=None # imprint: bins of the imprint block (default 4B)
+               bins:int=None, # imprint: bins of the imprint block (default 4B)
+               data:str='mnist' # the client's data: mnist (digits) or hotdog (the study's photos)
               ):
-    "Attack one MNIST batch through the gradient a defence releases; writes OUT/result.json and prints its summary."
+    "Attack one batch of MNIST digits or hot-dog photos through the gradient a defence releases; writes OUT/result.json and prints its summary."
+    photos = data == 'hotdog'
+    if max_grad_norm is None: max_grad_norm = PHOTO_MAX_GRAD_NORM if photos else 1.0
+    if victim is None: victim = 'cnn_gn' if photos else 'lenet'
     p = dict(attack=attack, defence=defence, epsilon=epsilon, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
              kappa=kappa, batch_size=batch_size, images=_images_arg(images), iterations=iterations, model_state=model_state,
-             victim=victim, seed=seed, repetition=repetition, record_version=record_version, **({'bins': bins} if bins is not None else {}))
+             victim=victim, seed=seed, repetition=repetition, record_version=record_version, **({'bins': bins} if bins is not None else {}), data=data)
     cfg = attack_config(**p, data_root=data_root, device=device, out=out or str(Path('runs/_cli/attack')/attack_run_name(p)))
     rec = run_attack(cfg)
     print(json.dumps({k: rec[k] for k in ('attack', 'defence', 'epsilon', 'noise_multiplier', 'epsilon_run', 'epsilon_step',
                                           'noise_to_signal', 'batch_size', 'ssim', 'psnr', 'label_accuracy', 'baseline_ssim',
-                                          'seconds', 'device')}))
+                                          'seconds', 'device')} | {k: rec[k] for k in ('reid_rank', 'embedding_cosine') if k in rec}))
     print(f"wrote {cfg.out}/result.json")
 
 # %% ../nbs/25_attack.ipynb #b06a5911
@@ -358,12 +400,80 @@ def _imprint(images=None, # MNIST training indices (default: the first B x IMPRI
                 runs.append(attack_config(**p, data_root=data_root, out=str(Path(out)/attack_run_name(p))))
     return runs
 
+PHOTO_KAPPAS = (1e-4, 1e-3, 1e-2, 0.1, 1., 1e2, 1e4)   # the training grid's PDP kappas (`dp_leakage.train`'s sweep)
+PHOTO_EPSILONS = (1., 8., 25., 50.)                    # the training grid's epsilons whose sigma an attack meets
+PHOTO_RECON = {   # reconstruction part: (victim, state, attack, iterations) -> [(photos, defences)]
+    ('cnn', 0, 'feature', 200): [(20, [dict(defence='none'), dict(defence='clip'), dict(defence='pdp', kappa=1e-4)] +
+                               [dict(defence='dpsgd', noise_multiplier=s) for s in (1e-4, 1e-3, 1e-2, 0.1)] +
+                               [dict(defence='dpsgd', epsilon=e) for e in (50., 8.)])],
+    ('cnn', 1, 'feature', 200): [(10, [dict(defence='none'), dict(defence='pdp', kappa=1e-4), dict(defence='dpsgd', noise_multiplier=1e-3),
+                                       dict(defence='dpsgd', epsilon=8.)])],
+    ('cnn_gn', 0, 'idlg', 1000): [(20, [dict(defence='none'), dict(defence='pdp', kappa=1e-4)]),
+                               (10, [dict(defence='dpsgd', noise_multiplier=1e-3), dict(defence='dpsgd', epsilon=8.)])]}
+
+def photo_images(n:int=20)->list[int]:
+    "`n` photos of the hot-dog training split, half of each class, evenly spaced in each, interleaved (hot dog, other, ...)."
+    hot, other = (np.linspace(a, b, n // 2).round().astype(int).tolist() for a, b in ((0, 186), (187, 372)))
+    return [i for pair in zip(hot, other) for i in pair]
+
+def _photos(images=None, # hot-dog photos of the B = 1 cells (default: `photo_images(20)`)
+            seed:int=0, data_root=None, out:str='runs/attack', record_version:int=RECORD_VERSION,
+            heads=None, # head victims (default: `available_heads()`)
+            recon=None, # the reconstruction part (default: `PHOTO_RECON`)
+            attacks=None, iterations=None, batch_sizes=None # accepted from the sweep; the grid fixes its attacks
+           )->list[AttackConfig]:
+    "The hot-dog grid: the embedding attack on each head (untrained and trained) under every release at B = 1 (and B = 8, 32 on fewer photos); the feature attack on the untrained and trained `cnn` and iDLG on the untrained `cnn_gn` along the transition (`PHOTO_RECON`)."
+    images = photo_images(20) if images is None else list(images)
+    heads = available_heads()[0] if heads is None else list(heads)
+    C = PHOTO_MAX_GRAD_NORM
+    emb = grid_defences(epsilons=PHOTO_EPSILONS, kappas=PHOTO_KAPPAS)
+    runs, mk = [], lambda **p: runs.append(attack_config(**p, data_root=data_root, out=str(Path(out)/attack_run_name(p))))
+    common = dict(data='hotdog', seed=seed, record_version=record_version, max_grad_norm=C)
+    for i in images:
+        for v in heads:
+            for state in (0, 1):
+                for d in emb: mk(attack='embedding', victim=v, model_state=state, images=(i,), batch_size=1, **common, **d)
+    for B, n in ((8, 4), (32, 2)):   # secondary: n batches of B photos, half of each class
+        ph = photo_images(B * n)
+        for k in range(n):
+            for v in heads:
+                for d in emb: mk(attack='embedding', victim=v, model_state=0, images=tuple(ph[k::n]), batch_size=B, **common, **d)
+    for (v, state, a, its), parts in (PHOTO_RECON if recon is None else recon).items():
+        for n, defences in parts:
+            for i in photo_images(20)[:n]:   # the first n of the B = 1 photos (half of each class)
+                for d in defences: mk(attack=a, victim=v, model_state=state, images=(i,), batch_size=1, iterations=its, **common, **d)
+    return runs
+
+IMPRINT_PHOTO_BATCHES = {1: 5, 8: 5, 32: 3, 64: 3}   # imprint on photos: B -> batches (balanced photos of the training split)
+IMPRINT_PHOTO_SIGMAS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 0.1, 1.)
+
+def _imprint_photos(seed:int=0, data_root=None, out:str='runs/attack', record_version:int=RECORD_VERSION,
+                    victim:str='cnn_gn', # the scratch CNN behind the imprint block
+                    attacks=('imprint',), iterations=None, images=None, batch_sizes=None # accepted from the sweep
+                   )->list[AttackConfig]:
+    "The imprint grid on hot-dog photos: disjoint balanced batches of each B of `IMPRINT_PHOTO_BATCHES`, k = B, 2B, 4B bins, releases none, clip, PDP, DP-SGD along `IMPRINT_PHOTO_SIGMAS` and at the victim's epsilons 50, 8, 1; batch-major."
+    defences = grid_defences(sigmas=IMPRINT_PHOTO_SIGMAS, epsilons=(50., 8., 1.), kappas=(1e-4,))
+    seq = []
+    for B, n in (IMPRINT_PHOTO_BATCHES.items() if batch_sizes is None else [(b, IMPRINT_PHOTO_BATCHES.get(b, 3)) for b in batch_sizes]):
+        ph = photo_images(20)[:n] if B == 1 else photo_images(B * n)   # interleaved classes: every n-th photo makes a balanced batch
+        seq += [(k, B, tuple(ph[k::n])) for k in range(n)]
+    runs = []
+    for _, B, imgs in sorted(seq):
+        for d in defences:
+            for f in IMPRINT_BIN_FACTORS:
+                p = dict(attack='imprint', data='hotdog', victim=victim, batch_size=B, images=imgs, bins=f * B, seed=seed,
+                         record_version=record_version, max_grad_norm=PHOTO_MAX_GRAD_NORM, **d)
+                runs.append(attack_config(**p, data_root=data_root, out=str(Path(out)/attack_run_name(p))))
+    return runs
+
 ATTACK_GRIDS = {  # each pinned to a record version, so that its records stay the runs it names
     'primary': _pinned(default_grid, GRID_RECORD_VERSION),
     'secondary': _pinned(_secondary, GRID_RECORD_VERSION),
     'primary-v2': _pinned(default_grid, 2),      # the weaker version-2 attacks on the same releases: what the version changed
     'secondary-v2': _pinned(_secondary, 2),
     'imprint': _pinned(_imprint, GRID_RECORD_VERSION),   # a malicious server (`dp_leakage.imprint`)
+    'photos': _pinned(_photos, GRID_RECORD_VERSION),     # the study's own classifiers on hot-dog photos (`dp_leakage.photos`)
+    'imprint-photos': _pinned(_imprint_photos, GRID_RECORD_VERSION),   # the malicious server on hot-dog photos
 }
 
 def attack_grid_runs(name:str='primary', # a key of `ATTACK_GRIDS`

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math, time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import pandas as pd
@@ -22,11 +22,11 @@ from .scoring import _matched_scores, _mean
 
 # %% auto #0
 __all__ = ['LABEL_METHODS', 'register_label_method', 'ATTACKS', 'register_attack', 'SNAPSHOTS', 'ATTACK_VERSIONS', 'model_device',
-           'last_linear_grad', 'labels_from_bias', 'recover_posteriors', 'labels_from_posteriors', 'infer_labels',
-           'Reconstruction', 'check_attack', 'Tracker', 'reconstruct', 'clipped_grad_list', 'l2_distance',
-           'cosine_distance', 'lbfgs_loop', 'lbfgs_match', 'best_of_starts', 'dlg', 'idlg', 'dlg_adaptive',
-           'idlg_adaptive', 'total_variation', 'inverting_gradients', 'ig_adaptive', 'attack_settings',
-           'batched_lbfgs_match', 'batched_dlg']
+           'last_linear_grad', 'labels_from_bias', 'recover_posteriors', 'labels_from_posteriors',
+           'labels_from_binary_bias', 'infer_labels', 'Reconstruction', 'check_attack', 'Tracker', 'reconstruct',
+           'clipped_grad_list', 'l2_distance', 'cosine_distance', 'lbfgs_loop', 'lbfgs_match', 'best_of_starts', 'dlg',
+           'idlg', 'dlg_adaptive', 'idlg_adaptive', 'total_variation', 'inverting_gradients', 'ig_adaptive',
+           'attack_settings', 'batched_lbfgs_match', 'batched_dlg']
 
 # %% ../nbs/22_attacks.ipynb #5d14fbac
 def model_device(model:nn.Module)->torch.device:
@@ -121,6 +121,14 @@ def labels_from_posteriors(model, grads, batch_size, shape, dummies=64, seed=0)-
     P = recover_posteriors(model, grads, batch_size, shape, seed=seed)
     return _fill_counts(first, P.sum(0) - batch_size * g, batch_size)
 
+@register_label_method('binary')
+def labels_from_binary_bias(model, grads, batch_size, shape, dummies=64, seed=0)->torch.Tensor:
+    "One-logit classifiers (the hot-dog models, shared as the two logits [0, z]): the bias gradient g = mean(sigmoid(z_i) - y_i) counts the positives as B (p - g), p the mean sigmoid of random dummies, at least one positive when g < 0 and one negative when g > 0; its sign alone decides at B = 1."
+    g = float(_grad_of(model, grads, _last_linear(model).bias).double().sum())
+    p = float(_dummy_stats(model, shape, dummies, seed)[0][1])
+    n1 = min(max(round(batch_size * (p - g)), int(g < 0)), batch_size - int(g > 0))
+    return torch.tensor([0] * (batch_size - n1) + [1] * n1, device=grads[0].device)
+
 def infer_labels(model:nn.Module, # the shared model
                  grads:list[torch.Tensor], # the released gradient
                  batch_size:int, # B
@@ -129,7 +137,8 @@ def infer_labels(model:nn.Module, # the shared model
                  dummies:int=64, # random images (mean softmax for 'bias'; the sign of the embeddings for 'posterior')
                  seed:int=0 # seed of the dummies
                 )->torch.Tensor:
-    "B labels read off the last layer's gradient with `method`, sorted."
+    "B labels read off the last layer's gradient with `method`, sorted; a model whose last linear layer has one output (a binary classifier) is read with 'binary' whatever `method` says."
+    if _last_linear(model).out_features == 1: method = 'binary'
     if method not in LABEL_METHODS: raise UserError(f"Unknown label method {method!r}: use one of {', '.join(LABEL_METHODS)}")
     shape = (batch_size, 1, 32, 32) if shape is None else shape
     return LABEL_METHODS[method](model.eval(), grads, batch_size, shape, dummies, seed)
@@ -144,6 +153,7 @@ class Reconstruction:
     history: pd.DataFrame    # per iteration: iteration, loss (+ mse, psnr, ssim when the truth was given)
     snapshots: dict          # iteration -> B x C x H x W images on the CPU (for the reconstruction grid)
     seconds: float = 0.      # wall time of the attack
+    extra: dict = field(default_factory=dict)   # what else the attack recovered (e.g. `embedding`'s vectors), for the record's scorer
 
 ATTACKS: dict[str, Callable] = {}
 
@@ -191,10 +201,11 @@ def reconstruct(name:str, # a key of `ATTACKS`
     tr = Tracker(truth, truth_labels, callback=callback)
     model = model.eval()
     t0 = time.time()
-    images, labels = f(model, [g.detach() for g in grads], shape=tuple(shape), n_classes=n_classes, loss_fn=loss_fn,
-                       iterations=iterations, seed=seed, tracker=tr, defence=defence, **kwargs)
+    out = f(model, [g.detach() for g in grads], shape=tuple(shape), n_classes=n_classes, loss_fn=loss_fn,
+            iterations=iterations, seed=seed, tracker=tr, defence=defence, **kwargs)
+    images, labels, extra = (*out, {})[:3]   # (images, labels), or (images, labels, what else it recovered)
     return Reconstruction(images.detach().clamp(0, 1), labels.detach(), pd.DataFrame(tr.rows), tr.snapshots,
-                          time.time() - t0)
+                          time.time() - t0, extra)
 
 # %% ../nbs/22_attacks.ipynb #ebede46a
 def _grad_list(model, params, loss_fn, x, target)->list[torch.Tensor]:

@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .attacks import _fill_counts, _grad_of, _last_linear, model_device, reconstruct, register_attack
+from .attacks import _fill_counts, _grad_of, _last_linear, infer_labels, model_device, reconstruct, register_attack
+from .photos import public_photos
 from .data import UserError, atomic_write, cache_dir, mnist_images, save_figure
 from .models import create_model
 from .records import labelled, to_markdown
@@ -35,9 +36,12 @@ def brightness(x:torch.Tensor # B x C x H x W images
     "The imprint statistic: each image's mean pixel value (B values)."
     return x.flatten(1).mean(1)
 
-def public_data(root=None # data root
+def public_data(root=None, # data root
+                data:str='mnist', # the clients' data: 'mnist', or 'hotdog' (`dp_leakage.photos.public_photos`)
+                victim_name:str='cnn_gn' # hot-dog: whose preprocessing
                )->dict:
-    "The server's knowledge from the MNIST test split at 32 x 32 (cached): `brightness` of each image and the `mean` image."
+    "The server's knowledge from the public split (cached): `brightness` of each image and the `mean` image; MNIST's test split at 32 x 32, or the hot-dog test split at the victim's size."
+    if data == 'hotdog': return public_photos(victim_name, root)
     f = cache_dir()/'mnist_test_imprint_32.pt'
     if f.exists(): return torch.load(f)
     x = mnist_images(range(PUBLIC_IMAGES), train=False, root=root)[0]
@@ -46,12 +50,13 @@ def public_data(root=None # data root
     return d
 
 def bin_cuts(bins:int, # k, the number of bins
-             root=None # data root
+             root=None, # data root
+             **public # `public_data`'s data and victim_name
             )->torch.Tensor:
     "The k cuts of the imprint block: the quantiles 0, 1/k, ..., (k-1)/k of the public brightness (ascending)."
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise UserError(f"bins must be an integer >= 1, not {bins!r}: pass e.g. --bins 256")
-    s = public_data(root)['brightness'].double()
+    s = public_data(root, **public)['brightness'].double()
     return torch.quantile(s, torch.arange(bins, dtype=torch.double) / bins).float()
 
 # %% ../nbs/24_imprint.ipynb #a022b6c5
@@ -76,10 +81,13 @@ def imprint_model(victim:nn.Module, # the model the server pretends to train
                   bins:int, # k, the number of bins
                   root=None, # data root (of the public split)
                   shape:tuple=IMPRINT_SHAPE, # C x H x W of the images
-                  gain:float=1e-3 # `ImprintBlock`'s gain
+                  gain:float=1e-3, # `ImprintBlock`'s gain
+                  **public # `public_data`'s data and victim_name (default: MNIST)
                  )->nn.Sequential:
-    "What the malicious server sends: an `ImprintBlock` with `bins` bins cut at the public brightness quantiles, in front of `victim` (on its device)."
-    return nn.Sequential(ImprintBlock(bin_cuts(bins, root), shape, gain).to(model_device(victim)), victim)
+    "What the malicious server sends: an `ImprintBlock` with `bins` bins cut at the public brightness quantiles, in front of `victim` (on its device); the block keeps the public mean image as `fill`, what the attack returns for an image it cannot read."
+    block = ImprintBlock(bin_cuts(bins, root, **public), shape, gain).to(model_device(victim))
+    block.fill = public_data(root, **public)['mean']
+    return nn.Sequential(block, victim)
 
 # %% ../nbs/24_imprint.ipynb #cfb581fa
 def imprint_block(model:nn.Module)->ImprintBlock:
@@ -116,8 +124,9 @@ def imprint(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracke
     "The imprint attack (Fowl et al. 2022): images read off the `ImprintBlock`'s gradient (`read_images`), labels counted from the victim's last bias gradient; no optimisation."
     block = imprint_block(model)
     gW, gb = _grad_of(model, grads, block.bins.weight), _grad_of(model, grads, block.bins.bias)
-    x = read_images(gW, gb, shape[0], public_data()['mean']).reshape(shape).to(gW)
+    x = read_images(gW, gb, shape[0], getattr(block, 'fill', None) if getattr(block, 'fill', None) is not None else public_data()['mean']).reshape(shape).to(gW)
     tracker(0, x, math.nan)
+    if _last_linear(model).out_features == 1: return x, infer_labels(model, grads, shape[0], shape, seed=seed)   # a one-logit classifier (the hot-dog photos)
     g = _grad_of(model, grads, _last_linear(model).bias).double()
     with torch.no_grad(): p = model(x.clamp(0, 1)).softmax(-1).double()
     return x, _fill_counts([c for c in g.argsort().tolist() if g[c] < 0], p.sum(0) - shape[0] * g, shape[0])
@@ -175,7 +184,8 @@ def secagg_table(clients=range(2, 11), # numbers of clients summed
     return pd.DataFrame(rows)
 
 # %% ../nbs/24_imprint.ipynb #46262ace
-def load_imprint_records(runs='runs' # run folder: its `attack/` subfolder is read (folders starting with _ skipped)
+def load_imprint_records(runs='runs', # run folder: its `attack/` subfolder is read (folders starting with _ skipped)
+                         data:str='mnist' # whose records: 'mnist' or 'hotdog'
                         )->pd.DataFrame:
     "One row per imprint record under `runs/attack` (or `runs` itself if it has no `attack/`), `bins` resolved (None: 4B)."
     root = Path(runs)/'attack' if (Path(runs)/'attack').is_dir() else Path(runs)
@@ -183,7 +193,7 @@ def load_imprint_records(runs='runs' # run folder: its `attack/` subfolder is re
     for f in sorted(root.rglob('result.json')):
         if any(p.startswith('_') for p in f.parent.relative_to(root).parts): continue
         r = json.loads(f.read_text())
-        if r.get('attack') != 'imprint': continue
+        if r.get('attack') != 'imprint' or r.get('data', 'mnist') != data: continue
         r['bins'] = r.get('bins') or 4 * r['batch_size']
         r['folder'] = str(f.parent)
         recs.append(r)
@@ -225,7 +235,8 @@ def imprint_breakdown(t:pd.DataFrame, # `imprint_table`
 
 def imprint_figure(t:pd.DataFrame, # `imprint_table`
                    path=None, # where to save it (None: not saved)
-                   bins_per_image:int=4 # the k/B drawn
+                   bins_per_image:int=4, # the k/B drawn
+                   what:str='MNIST' # the data, for the title
                   ):
     "Recovered fraction against the DP-SGD noise multiplier, one line per B (k = bins_per_image B) with its 95% band; the sigmas of epsilon 1, 8, 50 dashed."
     import matplotlib.pyplot as plt
@@ -239,7 +250,7 @@ def imprint_figure(t:pd.DataFrame, # `imprint_table`
         ax.axvline(r.sigma, ls='--', lw=.8, color='grey')
         ax.text(r.sigma, .5, r.setting.split()[1].replace('eps=', 'ε = '), fontsize=7, rotation=90, va='center', ha='right')
     ax.set(xscale='log', xlabel='DP-SGD noise multiplier sigma', ylabel='recovered fraction (SSIM >= 0.9)', ylim=(-.02, 1.08))
-    ax.set_title(f"Imprint attack on MNIST, k = {bins_per_image}B bins: recovery against noise", fontsize=9)
+    ax.set_title(f"Imprint attack on {what}, k = {bins_per_image}B bins: recovery against noise", fontsize=9)
     ax.legend(fontsize=7, loc='center'); fig.tight_layout()
     if path is not None: save_figure(fig, path, dpi=80)
     return fig
@@ -248,7 +259,8 @@ def imprint_figure(t:pd.DataFrame, # `imprint_table`
 def _fmt(v, lo, hi)->str: return f"{v:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if not (pd.isna(lo) or pd.isna(hi)) else '')
 
 def imprint_markdown(t:pd.DataFrame, # `imprint_table`
-                     figure:str='static/imprint_transition.png' # the figure's link
+                     figure:str='static/imprint_transition.png', # the figure's link
+                     photos:bool=False # the hot-dog photos' records (through `cnn_gn`, C = 1.2, the epsilons of its training run)
                     )->str:
     "The README block: recovered fraction per release and (B, k) with intervals, the breakdown against the sigma of epsilon 8, the figure."
     t = t.assign(cell=[_fmt(v, lo, hi) for v, lo, hi in zip(t.recovered, t.lo, t.hi)])
@@ -259,11 +271,14 @@ def imprint_markdown(t:pd.DataFrame, # `imprint_table`
     sig = t[t.setting.str.startswith('dpsgd eps')].drop_duplicates('setting').set_index('setting').sigma
     bd = imprint_breakdown(t)
     bd = bd.assign(**{c: [f"{v:.3g}" if not pd.isna(v) else '–' for v in bd[c]] for c in ('last_sigma_recovering', 'first_sigma_zero', 'sigma_eps8')})
-    return '\n'.join([
-        f"Generated by `python -m dp_leakage.analysis` (`make results`) from {int(t.batches.sum())} imprint records in the record store; do not edit by hand. "
-        "Cells: recovered fraction (share of the batch at matched SSIM >= 0.9), mean [95% bootstrap interval over batches].", '',
-        "Columns: the client's release; sigma is DP-SGD's noise multiplier (C = 1), eps the training-run epsilon of "
-        "`dp_leakage.release.MNIST_TRAINING` (" + ', '.join(f"{k.split()[1]}: sigma {v:.3g}" for k, v in sig.items()) + ").", '',
+    head = ([f"Generated by `python -m dp_leakage.analysis` (`make results`) from {int(t.batches.sum())} imprint records in the record store; do not edit by hand. "
+             "Cells: recovered fraction (share of the batch at matched SSIM >= 0.9), mean [95% bootstrap interval over batches].", '',
+             "Columns: the client's release; sigma is DP-SGD's noise multiplier (C = 1), eps the training-run epsilon of "
+             "`dp_leakage.release.MNIST_TRAINING` (" + ', '.join(f"{k.split()[1]}: sigma {v:.3g}" for k, v in sig.items()) + ")."] if not photos else
+            [f"**Hot-dog photos** ({int(t.batches.sum())} imprint records, `--attack_grid imprint-photos`): the imprint block in front of the untrained "
+             "`cnn_gn` (64 x 64 colour photos, bins cut at the brightness quantiles of the hot-dog test split). Columns as above; C = 1.2 and the "
+             "epsilons of `cnn_gn`'s own training run (" + ', '.join(f"{k.split()[1]}: sigma {v:.3g}" for k, v in sig.items()) + ")."])
+    return '\n'.join(head + ['',
         to_markdown(wide.reset_index()), '', '**Where DP-SGD stops it** (k = 4B; `last_sigma_recovering`: the largest sigma whose '
         'interval lies above 0):', '', to_markdown(bd.round(3)), '',
         f"![Imprint recovery against sigma]({figure})", ''])

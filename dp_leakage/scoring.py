@@ -89,12 +89,18 @@ def mean_mnist_image(root=None # data root
 
 def baseline_scores(truth:torch.Tensor, # B x C x H x W true images
                     root=None, # data root
-                    seed:int=0 # seed of the random image
+                    seed:int=0, # seed of the random image
+                    mean:torch.Tensor|None=None # the data's guesses without a gradient: C x H x W, or K x C x H x W to take each image's best of K (default: MNIST's mean image for one channel, else grey)
                    )->dict:
-    "SSIM/PSNR/MSE of the mean-image and random-image baselines (no gradient used), and the mean image's SSIM per image."
-    mean = mean_mnist_image(root).expand_as(truth) if truth.shape[1] == 1 else torch.full_like(truth, 0.5)
+    "SSIM/PSNR/MSE of the mean-image and random-image baselines (no gradient used), and the mean image's SSIM per image (with K guesses: each image's best guess by SSIM)."
+    if mean is None: mean = mean_mnist_image(root) if truth.shape[1] == 1 else torch.full(truth.shape[1:], 0.5)
+    guesses = mean[None] if mean.dim() == truth.dim() - 1 else mean
     rnd = torch.rand(truth.shape, generator=torch.Generator().manual_seed(seed))
-    (a, per), b = match_scores(mean, truth), match_scores(rnd, truth)[0]
+    scored = [match_scores(g.to(truth).expand_as(truth), truth) for g in guesses]
+    pick = np.argmax(np.stack([p.ssim.to_numpy() for _, p in scored]), 0)   # per image, the best guess
+    per = pd.concat([scored[k][1].iloc[[i]] for i, k in enumerate(pick)])
+    a = scored[0][0] if len(scored) == 1 else {k: float(per[k].mean()) for k in ('mse', 'psnr', 'ssim')}
+    b = match_scores(rnd, truth)[0]
     return {**{f'baseline_{k}': v for k, v in a.items()}, **{f'baseline_random_{k}': v for k, v in b.items()},
             'per_image_baseline_ssim': [float(v) for v in per.ssim]}
 

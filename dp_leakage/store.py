@@ -17,8 +17,9 @@ from .data import UserError, atomic_write, registrar
 from .records import command, config_diff, json_safe, labelled, read_json, write_json
 
 # %% auto #0
-__all__ = ['STORE', 'KINDS', 'SIDE_FILES', 'HISTORY_COLUMNS', 'ACTIONS', 'Codec', 'register_side_file', 'store_file',
-           'read_store', 'write_kind', 'run_line', 'collect', 'FoldReport', 'merge', 'fold', 'unpack', 'store_cli']
+__all__ = ['STORE', 'KINDS', 'SIDE_FILES', 'HISTORY_COLUMNS', 'SHOWN_PHOTOS', 'SHOWN_EMBEDDING', 'ACTIONS', 'Codec',
+           'register_side_file', 'store_file', 'read_store', 'write_kind', 'run_line', 'collect', 'FoldReport', 'merge',
+           'fold', 'unpack', 'store_cli']
 
 # %% ../nbs/04_store.ipynb #70f22c4d
 STORE = 'records'   # the store's folder, in the repository
@@ -47,14 +48,24 @@ def _encode_history(path:Path, result:dict):
 def _decode_history(value:dict, path:Path):
     atomic_write(path, lambda t: pd.DataFrame(value).to_csv(t, index=False))
 
+SHOWN_PHOTOS = (0, 187, 21, 208)   # the hot-dog photos whose reconstructions the photo figure shows (the first four of the photo grid)
+SHOWN_EMBEDDING = (('none', None), ('pdp', 1e-4), ('dpsgd', 8.0))   # (defence, kappa or epsilon) of the re-identified photos it shows
+
 def _shown(result:dict)->bool:
-    "Are this run's reconstructions kept (a single image, the grid's image 0: what the reconstruction figure shows)?"
-    return result.get('batch_size', 1) == 1 and list(result.get('images') or [None])[0] == 0
+    "Are this run's reconstructions kept? MNIST: a single image, the grid's image 0 (what the reconstruction figure shows); hot-dog: the final one of a single photo of `SHOWN_PHOTOS` (the embedding attack's: untrained, under `SHOWN_EMBEDDING`)."
+    if result.get('batch_size', 1) != 1: return False
+    img = list(result.get('images') or [None])[0]
+    if result.get('data', 'mnist') == 'mnist': return img == 0
+    if img not in SHOWN_PHOTOS: return False
+    return result.get('attack') != 'embedding' or (result.get('model_state') == 0 and
+        (result.get('defence'), result.get('kappa') if result.get('defence') == 'pdp' else result.get('epsilon')) in SHOWN_EMBEDDING)
 
 def _encode_snapshots(path:Path, result:dict):
     import torch
     if not _shown(result): return None
     snaps = torch.load(path)
+    if result.get('data', 'mnist') != 'mnist':   # a photo: its final reconstruction and the truth
+        last = max(k for k in snaps if k != 'truth'); snaps = {last: snaps[last], 'truth': snaps['truth']}
     enc = lambda t: dict(shape=list(t.shape), uint8=base64.b64encode(
         (t.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes()).decode())
     return {str(k): enc(v) for k, v in snaps.items()}

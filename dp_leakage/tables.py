@@ -97,6 +97,7 @@ def load_records(runs:str|Path, # a run folder (searched recursively for result.
         if not {'train': {'method', 'accuracy'}, 'attack': {'attack', 'ssim'}}[kind] <= set(rec): continue
         if kind == 'attack' and version is not None and rec.get('record_version') != version: continue  # other versions are other runs
         if kind == 'attack' and rec.get('attack') == 'imprint': continue  # a malicious server's attack: its own tables (`dp_leakage.imprint`)
+        if kind == 'attack' and rec.get('data', 'mnist') != 'mnist': continue  # the hot-dog photos: their own tables (`dp_leakage.photo_results`)
         rec['run'], rec['folder'] = f.parent.relative_to(runs).as_posix(), str(f.parent)
         rows[kind].append(rec)
     out = {k: pd.DataFrame(v) for k, v in rows.items()}
