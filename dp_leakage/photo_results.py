@@ -29,12 +29,12 @@ GALLERY = 998   # hot-dog photos in the re-identification gallery (train, valid,
 def load_photo_records(runs:str|Path, # a run folder (searched recursively for result.json)
                        version:int=GRID_RECORD_VERSION # the record version of the grids
                       )->pd.DataFrame:
-    "One row per complete hot-dog attack record of `version` under `runs` (folders starting with `_` left out)."
+    "One row per complete hot-dog attack record of `version` under `runs` of a curious server (the imprint attack's have their own tables; folders starting with `_` left out)."
     rows = []
     for f in sorted(Path(runs).rglob('result.json')):
         if any(p.startswith('_') for p in f.parent.relative_to(runs).parts): continue
         r = json.loads(f.read_text())
-        if r.get('data') != 'hotdog' or r.get('record_version') != version: continue
+        if r.get('data') != 'hotdog' or r.get('record_version') != version or r.get('attack') == 'imprint': continue   # a malicious server's: the imprint tables
         r['folder'] = str(f.parent); rows.append(r)
     df = pd.DataFrame(rows)
     if len(df):
@@ -83,7 +83,7 @@ def photo_breakdown(t:pd.DataFrame # `photo_table`
     rows = []
     for key, g in t.groupby(['attack', 'victim', 'model_state', 'batch_size'], sort=False):
         dp = g[(g.defence == 'dpsgd') & (g.images >= 2)].sort_values('noise_multiplier')
-        r = dict(zip(['attack', 'victim', 'model_state', 'batch_size'], key), images=int(g['images'].min()))
+        r = dict(zip(['attack', 'victim', 'model_state', 'batch_size'], key), images=int(g['images'].min()), images_max=int(g['images'].max()))
         for what, word in (('photos', 'photos'), ('labels', 'labels')):
             hit = dp[dp.verdict.str.contains(word)]
             last = hit.iloc[-1] if len(hit) else None
@@ -152,11 +152,11 @@ def photo_transition_figure(t:pd.DataFrame, # `photo_table`
                 if len(ref): ax.axhline(float(ref[col].iloc[0]), color=f'C{i}', ls=ls, lw=1)
             eps = dp[dp.eps.notna()]
             ax.plot(eps.noise_multiplier, eps[col], ls='none', marker='*', ms=11, color=f'C{i}')
-        if col == 'ssim' and len(sub): ax.axhline(float(np.nanmedian(sub['baseline_ssim'])), color='grey', lw=2, alpha=.6, label='mean photo')
+        if col == 'ssim' and len(sub): ax.axhline(float(np.nanmedian(sub['baseline_ssim'])), color='grey', lw=2, alpha=.6, label='mean photo or grey')
         if col == 'top1': ax.axhline(1 / GALLERY, color='grey', lw=2, alpha=.6, label='chance 1/998')
         if col == 'label_accuracy': ax.axhline(.5, color='grey', lw=2, alpha=.6, label='chance 0.5')
         ax.set_xscale('log'); ax.set_ylim(-0.05, 1.05); ax.grid(alpha=.3); ax.set_ylabel(name)
-        ax.set_xlabel("DP-SGD noise multiplier σ (★: the victim's own training run at ε = 50, 25, 8, 1)")
+        ax.set_xlabel("DP-SGD σ (★: the victim's own ε = 50, 25, 8, 1)")
         ax.legend(fontsize=7, loc='lower left')
     fig.suptitle("Hot-dog photos through the study's classifiers, B = 1: leakage against DP-SGD's σ "
                  "(dashed: no defence, dotted: PDP κ = 1e-4)", fontsize=10)
@@ -198,7 +198,7 @@ def photo_figure(df:pd.DataFrame, # `load_photo_records` (with `folder`)
             if r is not None and truth is None and a != 'embedding':
                 s = torch.load(Path(r.folder)/'snapshots.pt'); truth = s['truth'][0]
             if r is not None:
-                ax.set_xlabel(f"SSIM {r.ssim:.2f}" if a != 'embedding' else f"rank {r.reid_rank}", fontsize=7)
+                ax.set_xlabel(f"SSIM {r.ssim:.2f}" if a != 'embedding' else f"rank {int(r.reid_rank)}", fontsize=7)
             if i == 0:
                 name = {'feature': 'cnn feature', 'idlg': 'cnn_gn iDLG', 'embedding': 'lite0 re-id'}[a]
                 lab = attack_label(dict(attack=a, defence=d['defence'], eps=d.get('epsilon') or math.nan, noise_multiplier=d.get('noise_multiplier', math.nan),
@@ -230,7 +230,8 @@ def photo_reading(t:pd.DataFrame, bt:pd.DataFrame)->list[str]:
         stop = (f"photos leak up to σ = {s(b.photos_sigma)} (ε run {s(b.photos_epsilon_run)}), not at σ = {s(b.photos_next_sigma)} (ε run {s(b.photos_next_epsilon_run)})"
                 if not pd.isna(b.photos_sigma) else "photos leak at no DP-SGD σ measured")
         stop_l = (f"labels up to σ = {s(b.labels_sigma)} (ε run {s(b.labels_epsilon_run)})" if not pd.isna(b.labels_sigma) else "labels at no σ measured")
-        out.append(f"**{b.attack} on {_victim_name(b)}, B = {b.batch_size}** ({b.images} photos): undefended {cell(g.defence == 'none')}; "
+        n = f"{b.images} photos" if b.images == b.images_max else f"{b.images_max} photos, {b.images} in some cells"
+        out.append(f"**{b.attack} on {_victim_name(b)}, B = {b.batch_size}** ({n}): undefended {cell(g.defence == 'none')}; "
                    f"PDP κ = 1e-4 {cell((g.defence == 'pdp') & (g.kappa == 1e-4))}; DP-SGD ε = 8 (σ = {photo_training(b.victim).sigma_for(8.):.3g}) "
                    f"{cell((g.defence == 'dpsgd') & (g.eps == 8))}. DP-SGD: {stop}; {stop_l}.")
     return out
