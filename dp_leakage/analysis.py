@@ -140,20 +140,16 @@ def other_blocks(runs:Path, # the run folder
                 )->dict[str, str]:
     "The `imprint`, `photos`, `federated` and `audit` blocks, each from its own records (the imprint and hot-dog records of `runs/attack`, `runs/federated/compare`, `skew` and `secagg`, `runs/audit`) when present; with `static`, their figures and tables too."
     out = {}
-    imp = load_imprint_records(runs)
-    if len(imp):
+    parts = []
+    for data, sfx, what in (('mnist', '', 'MNIST'), ('hotdog', '_photos', 'hot-dog photos (cnn_gn)')):   # the imprint grids on digits and on photos
+        imp = load_imprint_records(runs, data=data)
+        if not len(imp): continue
         t = imprint_table(imp)
         if static is not None:
-            atomic_write_text(Path(static)/'imprint_table.csv', t.to_csv(index=False))
-            plt.close(imprint_figure(t, Path(static)/'imprint_transition.png'))
-        out['imprint'] = imprint_markdown(t, fig('imprint_transition.png'))
-        imp_ph = load_imprint_records(runs, data='hotdog')
-        if len(imp_ph):
-            tp = imprint_table(imp_ph)
-            if static is not None:
-                atomic_write_text(Path(static)/'imprint_photos_table.csv', tp.to_csv(index=False))
-                plt.close(imprint_figure(tp, Path(static)/'imprint_transition_photos.png', what='hot-dog photos (cnn_gn)'))
-            out['imprint'] += '\n' + imprint_markdown(tp, fig('imprint_transition_photos.png'), photos=True)
+            atomic_write_text(Path(static)/f'imprint{sfx}_table.csv', t.to_csv(index=False))
+            plt.close(imprint_figure(t, Path(static)/f'imprint_transition{sfx}.png', what=what))
+        parts.append(imprint_markdown(t, fig(f'imprint_transition{sfx}.png'), photos=data == 'hotdog'))
+    if parts: out['imprint'] = '\n'.join(parts)
     ph = load_photo_records(runs)
     if len(ph):
         t = photo_table(ph)

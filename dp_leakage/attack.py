@@ -23,7 +23,7 @@ from .release import Defence, DEFENCES, noise_seed, noise_to_signal, release
 from .scoring import baseline_scores, chance_label_accuracy, label_accuracy, match_scores
 from .attacks import attack_settings, check_attack, reconstruct
 from .imprint import imprint_model, recovered_fraction
-from .photos import HOTDOG_TRAIN_SIZE, PHOTO_MAX_GRAD_NORM, PHOTO_VICTIMS, available_heads, check_photo_victim, photo_preprocessing, gallery, gallery_photos, hotdog_photos, photo_attack_settings, is_head, mean_photo, photo_model, photo_training, reid_scores
+from .photos import HOTDOG_TRAIN_SIZE, PHOTO_MAX_GRAD_NORM, available_heads, check_photo_victim, photo_preprocessing, gallery, gallery_photos, hotdog_photos, photo_attack_settings, is_head, mean_photo, photo_model, photo_training, reid_scores
 
 # %% auto #0
 __all__ = ['VICTIMS', 'RECORD_VERSION', 'GRID_RECORD_VERSION', 'LATE_FIELDS', 'MNIST_TRAIN_SIZE', 'MAX_BATCH', 'MAX_BATCHES',
@@ -143,9 +143,9 @@ def attack_config(**params)->AttackConfig:
     _check_range('repetition', c.repetition, 0, what='an integer')
     if c.data == 'hotdog':
         check_photo_victim(c.victim, c.model_state)
-        if (c.attack == 'embedding') != is_head(c.victim) and not (c.attack == 'imprint' and not is_head(c.victim)):
+        if (c.attack == 'embedding') != is_head(c.victim):
             raise UserError(f"{c.victim} with --attack {c.attack}: the embedding attack reads a linear head (efficientnet_lite0, resnet50, dinov2_reg), "
-                            "and the scratch CNNs (cnn, cnn_gn) are attacked by dlg, idlg, ig or their adaptive variants")
+                            "and the scratch CNNs (cnn, cnn_gn) are attacked by feature, dlg, idlg, ig, their adaptive variants or imprint")
     elif c.victim not in VICTIMS: raise UserError(f"Unknown victim {c.victim!r}: use one of {', '.join(VICTIMS)} (hot-dog victims need --data hotdog)")
     elif c.attack == 'embedding': raise UserError("the embedding attack reads a linear head on hot-dog photos: add --data hotdog --victim efficientnet_lite0")
     # settings a defence ignores must still be in range (a typo is not silently accepted)
@@ -194,7 +194,7 @@ def _hotdog_run(c:AttackConfig)->dict:
     guesses = torch.stack([mean_photo(c.victim, c.data_root), torch.full(x.shape[1:], 0.5)])   # the mean photo and grey: each photo's better guess is its baseline
     run = dict(model=model, inputs=x, photos=x, labels=y, n_classes=2, mean=guesses)
     if is_head(c.victim):   # the head's client trains on its backbone's embeddings of the photos
-        G, items = gallery(c.victim, c.data_root)
+        G = gallery(c.victim, c.data_root)[0]
         run.update(inputs=G[list(c.images)].float(), gallery=(G, lambda idx: gallery_photos(c.victim, idx, c.data_root)))
     return run
 

@@ -70,6 +70,7 @@ class ImprintBlock(nn.Module):
         d, k = math.prod(shape), len(cuts)
         self.flatten, self.bins, self.relu = nn.Flatten(), nn.Linear(d, k), nn.ReLU()
         self.back, self.unflatten = nn.Linear(k, d), nn.Unflatten(1, tuple(shape))
+        self.fill = None   # what the attack returns for an image it cannot read (`imprint_model` sets the public mean; None: MNIST's)
         with torch.no_grad():
             self.bins.weight.fill_(gain / d)                        # every row: gain x the mean pixel
             self.bins.bias.copy_(-gain * torch.as_tensor(cuts).to(self.bins.bias))
@@ -124,7 +125,7 @@ def imprint(model, grads, *, shape, n_classes, loss_fn, iterations, seed, tracke
     "The imprint attack (Fowl et al. 2022): images read off the `ImprintBlock`'s gradient (`read_images`), labels counted from the victim's last bias gradient; no optimisation."
     block = imprint_block(model)
     gW, gb = _grad_of(model, grads, block.bins.weight), _grad_of(model, grads, block.bins.bias)
-    x = read_images(gW, gb, shape[0], getattr(block, 'fill', None) if getattr(block, 'fill', None) is not None else public_data()['mean']).reshape(shape).to(gW)
+    x = read_images(gW, gb, shape[0], public_data()['mean'] if block.fill is None else block.fill).reshape(shape).to(gW)
     tracker(0, x, math.nan)
     if _last_linear(model).out_features == 1: return x, infer_labels(model, grads, shape[0], shape, seed=seed)   # a one-logit classifier (the hot-dog photos)
     g = _grad_of(model, grads, _last_linear(model).bias).double()

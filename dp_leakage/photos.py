@@ -11,19 +11,19 @@ import torch
 from torch import nn
 from torchvision import transforms
 
-from .attacks import Tracker, _grad_of, _last_linear, infer_labels, lbfgs_match, register_attack, total_variation
-from .data import HOTDOG_CLASSES, Preprocessing, UserError, atomic_write, cache_dir, data_root, hotdog_splits, load_image
+from .attacks import _grad_of, _last_linear, best_of_starts, infer_labels, lbfgs_match, register_attack, total_variation
+from .data import Preprocessing, UserError, atomic_write, cache_dir, data_root, hotdog_splits, load_image
 from .models import get_spec
 from .records import config_id
 from .release import TrainingConfig
-from .train import TRAIN_SETTINGS, TrainConfig, build_trainable, load_data, seed_everything, train_model
+from .train import TRAIN_SETTINGS, TrainConfig, build_trainable, load_data, train_model
 
 # %% auto #0
 __all__ = ['PHOTO_VICTIMS', 'HOTDOG_TRAIN_SIZE', 'DISPLAY_SIZE', 'PHOTO_STATES', 'PHOTO_MAX_GRAD_NORM', 'PHOTO_ATTACK_SETTINGS',
-           'is_head', 'check_photo_victim', 'train_items', 'photo_preprocessing', 'photo_pixels', 'hotdog_photos',
-           'mean_photo', 'PhotoClassifier', 'training_run', 'trained_state', 'photo_model', 'photo_training', 'gallery',
-           'gallery_photos', 'recovered_embedding', 'similarities', 'embedding_attack', 'reid_scores', 'linear_input',
-           'feature_attack', 'photo_attack_settings', 'available_heads', 'public_photos']
+           'is_head', 'check_photo_victim', 'train_items', 'photo_preprocessing', 'photo_pixels', 'decode_photos',
+           'hotdog_photos', 'mean_photo', 'PhotoClassifier', 'training_run', 'trained_state', 'photo_model',
+           'photo_training', 'gallery', 'gallery_photos', 'recovered_embedding', 'similarities', 'embedding_attack',
+           'reid_scores', 'linear_input', 'feature_attack', 'photo_attack_settings', 'available_heads', 'public_photos']
 
 # %% ../nbs/23_photos.ipynb #b0ea446b
 PHOTO_VICTIMS = ('cnn', 'cnn_gn', 'efficientnet_lite0', 'resnet50', 'dinov2_reg')   # the study's classifiers (heads when their backbone's weights are present)
@@ -63,15 +63,23 @@ def photo_pixels(pre:Preprocessing)->transforms.Compose:
     "`pre.transform()` without its normalisation: PIL photo -> 3 x size x size in [0, 1]."
     return transforms.Compose([t for t in pre.transform().transforms if not isinstance(t, transforms.Normalize)])
 
+def decode_photos(items, # `Item`s of the hot-dog set
+                  victim:str='cnn_gn' # whose preprocessing
+                 )->torch.Tensor:
+    "`items` as `victim` sees them: N x 3 x S x S in [0, 1]."
+    tf = photo_pixels(photo_preprocessing(victim))
+    return torch.stack([tf(load_image(it.path)) for it in items])
+
 def hotdog_photos(indices, # indices into `train_items`
                   victim:str='cnn_gn', # whose preprocessing
                   root=None # data root
                  )->tuple[torch.Tensor, torch.Tensor]:
     "Photos `indices` of the training split as the victim sees them (B x 3 x S x S in [0, 1]) and their labels."
-    items, tf = train_items(root), photo_pixels(photo_preprocessing(victim))
+    items = train_items(root)
     bad = [i for i in indices if not 0 <= int(i) < len(items)]
     if bad: raise UserError(f"photo indices {bad} are out of range: the hot-dog training split has photos 0 to {len(items) - 1}")
-    return torch.stack([tf(load_image(items[int(i)].path)) for i in indices]), torch.tensor([items[int(i)].label for i in indices])
+    batch = [items[int(i)] for i in indices]
+    return decode_photos(batch, victim), torch.tensor([it.label for it in batch])
 
 def mean_photo(victim:str, root=None)->torch.Tensor:
     "The mean photo of the training split at the victim's size (3 x S x S, cached): the attacks' baseline."
@@ -145,8 +153,8 @@ def gallery(victim:str, root=None)->tuple[torch.Tensor, list]:
 
 def gallery_photos(victim:str, indices, root=None)->torch.Tensor:
     "Gallery photos `indices` (of `gallery`'s items) as `victim`'s records show them."
-    items, tf = gallery(victim, root)[1], photo_pixels(photo_preprocessing(victim))
-    return torch.stack([tf(load_image(items[int(i)].path)) for i in indices])
+    items = gallery(victim, root)[1]
+    return decode_photos([items[int(i)] for i in indices], victim)
 
 def recovered_embedding(model:nn.Module, grads:list[torch.Tensor], reference:torch.Tensor|None=None)->torch.Tensor:
     "The head's input recovered from its release: weight gradient / bias gradient, signed toward `reference` when given."
@@ -214,7 +222,6 @@ def feature_attack(model, grads, *, shape, n_classes, loss_fn, iterations, seed,
     labels = infer_labels(model, grads, shape[0], shape, seed=seed)
     feats = lambda m, params, lf, x, t: [_linear_input_of(model, x).reshape(-1)]
     dist = lambda dg, x: ((dg[0] - h)**2).sum() / scale + tv * total_variation(x)
-    from dp_leakage.attacks import best_of_starts
     x0 = lambda: torch.rand(shape, generator=g) if start is None else torch.full(shape, float(start))
     begin = lambda: lbfgs_match(model, [h], x0=x0(), labels=labels, loss_fn=loss_fn, iterations=iterations,
                                 tracker=tracker, tol=0., patience=patience, grad_fn=feats, distance=dist)[0]
@@ -244,8 +251,7 @@ def public_photos(victim:str='cnn_gn', root=None)->dict:
     pre = photo_preprocessing(victim)
     f = cache_dir()/f"hotdog_test_imprint_{pre.size}_{config_id(pre)}.pt"
     if f.exists(): return torch.load(f)
-    tf = photo_pixels(pre)
-    x = torch.stack([tf(load_image(it.path)) for it in hotdog_splits(root, verify=False)['test']])
+    x = decode_photos(hotdog_splits(root, verify=False)['test'], victim)
     d = dict(brightness=x.flatten(1).mean(1), mean=x.mean(0))
     atomic_write(f, lambda t: torch.save(d, t))
     return d
