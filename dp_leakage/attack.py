@@ -402,14 +402,25 @@ def _imprint(images=None, # MNIST training indices (default: the first B x IMPRI
 
 PHOTO_KAPPAS = (1e-4, 1e-3, 1e-2, 0.1, 1., 1e2, 1e4)   # the training grid's PDP kappas (`dp_leakage.train`'s sweep)
 PHOTO_EPSILONS = (1., 8., 25., 50.)                    # the training grid's epsilons whose sigma an attack meets
-PHOTO_RECON = {   # reconstruction part: (victim, state, attack, iterations) -> [(photos, defences)]
-    ('cnn', 0, 'feature', 200): [(20, [dict(defence='none'), dict(defence='clip'), dict(defence='pdp', kappa=1e-4)] +
-                               [dict(defence='dpsgd', noise_multiplier=s) for s in (1e-4, 1e-3, 1e-2, 0.1)] +
-                               [dict(defence='dpsgd', epsilon=e) for e in (50., 8.)])],
-    ('cnn', 1, 'feature', 200): [(10, [dict(defence='none'), dict(defence='pdp', kappa=1e-4), dict(defence='dpsgd', noise_multiplier=1e-3),
-                                       dict(defence='dpsgd', epsilon=8.)])],
-    ('cnn_gn', 0, 'idlg', 1000): [(20, [dict(defence='none'), dict(defence='pdp', kappa=1e-4)]),
-                               (10, [dict(defence='dpsgd', noise_multiplier=1e-3), dict(defence='dpsgd', epsilon=8.)])]}
+def _releases(*sigmas, clip=False, pdp=False, epsilons=(8.,), none=False)->list[dict]:
+    "Releases of a reconstruction cell: none, clipping, PDP at the study's kappa, DP-SGD at `sigmas` and at `epsilons` (of the victim's own run)."
+    return ([dict(defence='none')] * none + [dict(defence='clip')] * clip + [dict(defence='pdp', kappa=1e-4)] * pdp +
+            [dict(defence='dpsgd', noise_multiplier=s) for s in sigmas] + [dict(defence='dpsgd', epsilon=e) for e in epsilons])
+
+PHOTO_RECON = (   # the reconstruction part, in run order: (victim, state, attack, iterations, photos, releases)
+    # the feature attack reads a ratio of gradients, which clipping leaves alone: no adaptive variant is needed
+    ('cnn', 0, 'feature', 200, 20, _releases(1e-4, 1e-3, 1e-2, 0.1, epsilons=(50., 8.), none=True, clip=True, pdp=True)),
+    # iDLG's L2 match is broken by clipping alone: under clipping and DP-SGD the adaptive iDLG (which clips its dummies' gradient) is the attack
+    ('cnn_gn', 0, 'idlg_adaptive', 1000, 20, _releases(1e-5, 1e-4, 1e-3, 1e-2, clip=True)),
+    ('cnn', 1, 'feature', 200, 20, _releases(1e-4, 1e-3, none=True, clip=True, pdp=True)),
+    ('cnn_gn', 1, 'idlg', 1000, 20, _releases(none=True, pdp=True, epsilons=())),
+    ('cnn_gn', 1, 'idlg_adaptive', 1000, 20, _releases(1e-3)),
+    ('cnn_gn', 0, 'idlg', 1000, 20, _releases(1e-3, none=True, clip=True, pdp=True)),
+    # the other reconstruction attacks on the same photos: IG's cosine ignores the gradient's scale (clipping changes nothing at B = 1)
+    ('cnn_gn', 0, 'ig', 1000, 20, _releases(1e-4, 1e-3, 1e-2, none=True, clip=True)),
+    ('cnn', 0, 'feature', 200, 20, [dict(defence='pdp', kappa=k) for k in (1., 1e2, 1e4)]),   # PDP up the training grid's kappas
+    ('cnn', 0, 'feature', 200, 20, _releases(epsilons=(25., 1.))),   # the victim's other epsilons
+    ('cnn_gn', 0, 'idlg_adaptive', 1000, 20, _releases(epsilons=(50.,))))
 
 def photo_images(n:int=20)->list[int]:
     "`n` photos of the hot-dog training split, half of each class, evenly spaced in each, interleaved (hot dog, other, ...)."
@@ -419,10 +430,10 @@ def photo_images(n:int=20)->list[int]:
 def _photos(images=None, # hot-dog photos of the B = 1 cells (default: `photo_images(20)`)
             seed:int=0, data_root=None, out:str='runs/attack', record_version:int=RECORD_VERSION,
             heads=None, # head victims (default: `available_heads()`)
-            recon=None, # the reconstruction part (default: `PHOTO_RECON`)
+            recon=None, # the reconstruction part, (victim, state, attack, iterations, photos, releases) (default: `PHOTO_RECON`)
             attacks=None, iterations=None, batch_sizes=None # accepted from the sweep; the grid fixes its attacks
            )->list[AttackConfig]:
-    "The hot-dog grid: the embedding attack on each head (untrained and trained) under every release at B = 1 (and B = 8, 32 on fewer photos); the feature attack on the untrained and trained `cnn` and iDLG on the untrained `cnn_gn` along the transition (`PHOTO_RECON`)."
+    "The hot-dog grid: the embedding attack on each head (untrained and trained) under every release at B = 1 (and B = 8, 32 on fewer photos); the reconstruction attacks on the untrained and trained scratch CNNs along the transition (`PHOTO_RECON`)."
     images = photo_images(20) if images is None else list(images)
     heads = available_heads()[0] if heads is None else list(heads)
     C = PHOTO_MAX_GRAD_NORM
@@ -438,10 +449,9 @@ def _photos(images=None, # hot-dog photos of the B = 1 cells (default: `photo_im
         for k in range(n):
             for v in heads:
                 for d in emb: mk(attack='embedding', victim=v, model_state=0, images=tuple(ph[k::n]), batch_size=B, **common, **d)
-    for (v, state, a, its), parts in (PHOTO_RECON if recon is None else recon).items():
-        for n, defences in parts:
-            for i in photo_images(20)[:n]:   # the first n of the B = 1 photos (half of each class)
-                for d in defences: mk(attack=a, victim=v, model_state=state, images=(i,), batch_size=1, iterations=its, **common, **d)
+    for v, state, a, its, n, defences in (PHOTO_RECON if recon is None else recon):
+        for i in photo_images(20)[:n]:   # the first n of the B = 1 photos (half of each class)
+            for d in defences: mk(attack=a, victim=v, model_state=state, images=(i,), batch_size=1, iterations=its, **common, **d)
     return runs
 
 IMPRINT_PHOTO_BATCHES = {1: 5, 8: 5, 32: 3, 64: 3}   # imprint on photos: B -> batches (balanced photos of the training split)

@@ -13,15 +13,16 @@ import pandas as pd
 import torch
 from scipy.stats import binomtest
 
-from .attack import GRID_RECORD_VERSION, PHOTO_RECON
+from .attack import GRID_RECORD_VERSION
 from .photos import photo_training
 from .records import to_markdown
 from .store import SHOWN_EMBEDDING, SHOWN_PHOTOS
 from .tables import _ci, _eps_key, _fmt_eps, _save, attack_label, attack_table
 
 # %% auto #0
-__all__ = ['GALLERY', 'load_photo_records', 'photo_verdict', 'photo_table', 'photo_breakdown', 'format_photo_breakdown',
-           'format_photo_table', 'photo_transition_figure', 'photo_figure', 'photo_reading', 'photo_markdown']
+__all__ = ['GALLERY', 'SHOWN_RECON', 'load_photo_records', 'photo_verdict', 'photo_table', 'photo_breakdown',
+           'format_photo_breakdown', 'format_photo_table', 'photo_transition_figure', 'photo_figure', 'photo_reading',
+           'photo_markdown']
 
 # %% ../nbs/49b_photo_results.ipynb #9453c343
 GALLERY = 998   # hot-dog photos in the re-identification gallery (train, valid, test)
@@ -58,7 +59,7 @@ def photo_verdict(r)->str:
 
 def photo_table(df:pd.DataFrame # `load_photo_records`
                )->pd.DataFrame:
-    "Per cell (attack, victim, state, B, release): `attack_table`'s columns, the re-identification rates (top-1, top-5) with their intervals and the median cosine of the recovered embedding; the verdict."
+    "Per cell (attack, victim, state, B, release): `attack_table`'s columns, the re-identification rates (top-1, top-5) with their intervals and the median cosine of the recovered embedding, the photos reconstructed at SSIM >= 0.9 (`ssim09`); the verdict."
     if not len(df): return pd.DataFrame()
     t = attack_table(df.drop(columns=['folder']))
     keys = ['attack', 'victim', 'model_state', 'batch_size', 'defence', 'eps', 'noise_multiplier', 'kappa']
@@ -71,6 +72,8 @@ def photo_table(df:pd.DataFrame # `load_photo_records`
             row[name], row[f'{name}_lo'], row[f'{name}_hi'] = _rate(sum(x <= k for x in ranks), len(ranks)) if ranks else (math.nan,) * 3
         row['cosine'] = float(np.median(cos)) if cos else math.nan
         row['best_rank'] = float(np.median(g['reid_rank'])) if ranks else math.nan
+        ss = [x for r in g['per_image_ssim'] for x in r]
+        row['ssim09'] = sum(x >= 0.9 for x in ss) if row['attack'] != 'embedding' else math.nan   # photos reconstructed at SSIM >= 0.9
         extra.append(row)
     t = t.merge(pd.DataFrame(extra), on=keys, how='left')
     t['verdict'] = [photo_verdict(r) for _, r in t.iterrows()]
@@ -93,7 +96,7 @@ def photo_breakdown(t:pd.DataFrame # `photo_table`
             r[f'{what}_next_sigma'] = nxt.noise_multiplier.iloc[0] if len(nxt) else math.nan
             r[f'{what}_next_epsilon_run'] = nxt.epsilon_run.iloc[0] if len(nxt) else math.nan
         for name, sel in (('eps8', (g.defence == 'dpsgd') & (g.eps == 8)), ('pdp', (g.defence == 'pdp') & (g.kappa == 1e-4)),
-                          ('none', g.defence == 'none')):
+                          ('none', g.defence == 'none'), ('clipped', g.defence == 'clip')):
             r[name] = g[sel].verdict.iloc[0] if sel.any() else '–'
         rows.append(r)
     return pd.DataFrame(rows)
@@ -104,7 +107,7 @@ def format_photo_breakdown(bt:pd.DataFrame)->pd.DataFrame:
     "The breakdown as text cells."
     s = lambda v: '–' if pd.isna(v) else f'{v:.3g}'
     return pd.DataFrame({'Attack': bt.attack, 'Victim': [_victim_name(r) for _, r in bt.iterrows()], 'B': bt.batch_size,
-                         'photos': bt.images, 'undefended': bt.none, 'PDP κ=1e-4': bt.pdp, 'DP-SGD ε=8 (its own σ)': bt.eps8,
+                         'photos': bt.images, 'undefended': bt.none, 'clipping only': bt.clipped, 'PDP κ=1e-4': bt.pdp, 'DP-SGD ε=8 (its own σ)': bt.eps8,
                          'photos: largest σ leaking (ε run)': [f"{s(a)} ({s(b)})" for a, b in zip(bt.photos_sigma, bt.photos_epsilon_run)],
                          'next σ (ε run)': [f"{s(a)} ({s(b)})" for a, b in zip(bt.photos_next_sigma, bt.photos_next_epsilon_run)],
                          'labels: largest σ leaking (ε run)': [f"{s(a)} ({s(b)})" for a, b in zip(bt.labels_sigma, bt.labels_epsilon_run)],
@@ -119,6 +122,7 @@ def format_photo_table(t:pd.DataFrame)->pd.DataFrame:
                          'ε run': t.epsilon_run.map(lambda v: '–' if pd.isna(v) else f'{v:.3g}'),
                          'SSIM median [95% CI]': [_ci(*v) for v in zip(t.ssim, t.ssim_lo, t.ssim_hi)],
                          'SSIM − mean photo [95% CI]': [_ci(*v) for v in zip(t.gain, t.gain_lo, t.gain_hi)],
+                         'SSIM ≥ 0.9': ['–' if pd.isna(k) else f"{int(k)} of {n}" for k, n in zip(t.ssim09, t.images)],
                          'top-1 [95% CI] / top-5': [reid(r) for r in t.itertuples()],
                          'cosine': t.cosine.map(lambda v: '–' if pd.isna(v) else f'{v:.3f}'),
                          'label acc. [95% CI]': [_ci(*v, d=2) for v in zip(t.label_accuracy, t.label_accuracy_lo, t.label_accuracy_hi)],
@@ -137,21 +141,22 @@ def photo_transition_figure(t:pd.DataFrame, # `photo_table`
     "Photos (SSIM of the reconstruction attacks), re-identification (top-1 of the embedding attack) and labels against DP-SGD's sigma, B = 1."
     fig, axs = plt.subplots(1, 3, figsize=(16, 4.6))
     b1 = t[t.batch_size == 1]
+    colour = {k: f'C{i}' for i, k in enumerate(dict.fromkeys(zip(b1.attack, b1.victim, b1.model_state)))}   # one colour per series in every panel
     panels = ((axs[0], 'ssim', 'photo SSIM (median, 95% CI)', b1[b1.attack != 'embedding']),
               (axs[1], 'top1', 'top-1 re-identification (95% CI)', b1[b1.attack == 'embedding']),
               (axs[2], 'label_accuracy', 'label accuracy (mean, 95% CI)', b1))
     for ax, col, name, sub in panels:
-        for i, (key, g) in enumerate(sub.groupby(['attack', 'victim', 'model_state'], sort=False)):
-            _, dp = _series(g)
+        for key, g in sub.groupby(['attack', 'victim', 'model_state'], sort=False):
+            _, dp, c = *_series(g), colour[key]
             if not len(dp): continue
             lab = f"{key[0]}, {key[1]} {'trained' if key[2] else 'untrained'}"
-            ax.plot(dp.noise_multiplier, dp[col], marker='o', ms=3.5, lw=1.3, color=f'C{i}', label=lab)
-            ax.fill_between(dp.noise_multiplier, dp[f'{col}_lo'], dp[f'{col}_hi'], color=f'C{i}', alpha=.15, lw=0)
+            ax.plot(dp.noise_multiplier, dp[col], marker='o', ms=3.5, lw=1.3, color=c, label=lab)
+            ax.fill_between(dp.noise_multiplier, dp[f'{col}_lo'], dp[f'{col}_hi'], color=c, alpha=.15, lw=0)
             for d, ls in (('none', '--'), ('pdp', ':')):
                 ref = g[(g.defence == d) & ((g.kappa == 1e-4) if d == 'pdp' else True)]
-                if len(ref): ax.axhline(float(ref[col].iloc[0]), color=f'C{i}', ls=ls, lw=1)
+                if len(ref): ax.axhline(float(ref[col].iloc[0]), color=c, ls=ls, lw=1)
             eps = dp[dp.eps.notna()]
-            ax.plot(eps.noise_multiplier, eps[col], ls='none', marker='*', ms=11, color=f'C{i}')
+            ax.plot(eps.noise_multiplier, eps[col], ls='none', marker='*', ms=11, color=c)
         if col == 'ssim' and len(sub): ax.axhline(float(np.nanmedian(sub['baseline_ssim'])), color='grey', lw=2, alpha=.6, label='mean photo or grey')
         if col == 'top1': ax.axhline(1 / GALLERY, color='grey', lw=2, alpha=.6, label='chance 1/998')
         if col == 'label_accuracy': ax.axhline(.5, color='grey', lw=2, alpha=.6, label='chance 0.5')
@@ -165,6 +170,13 @@ def photo_transition_figure(t:pd.DataFrame, # `photo_table`
     return fig
 
 # %% ../nbs/49b_photo_results.ipynb #fb034b84
+SHOWN_RECON = (   # (attack, victim, release) columns of the photo figure: the untrained scratch CNNs, the strongest attack per release
+    [('feature', 'cnn', d) for d in (dict(defence='none'), dict(defence='pdp', kappa=1e-4), *(dict(defence='dpsgd', noise_multiplier=s) for s in (1e-4, 1e-3, 1e-2)),
+                                     dict(defence='dpsgd', epsilon=8.))] +
+    [('idlg', 'cnn_gn', d) for d in (dict(defence='none'), dict(defence='pdp', kappa=1e-4))] +
+    [('idlg_adaptive', 'cnn_gn', d) for d in (dict(defence='clip'), *(dict(defence='dpsgd', noise_multiplier=s) for s in (1e-4, 1e-3)), dict(defence='dpsgd', epsilon=8.))])
+_COLUMN_NAMES = {'feature': 'cnn feature', 'idlg': 'cnn_gn iDLG', 'idlg_adaptive': 'cnn_gn adaptive iDLG', 'embedding': 'lite0 re-id'}
+
 def _final(folder)->torch.Tensor|None:
     f = Path(folder)/'snapshots.pt'
     if not f.exists(): return None
@@ -177,9 +189,7 @@ def photo_figure(df:pd.DataFrame, # `load_photo_records` (with `folder`)
     "Rows: photos; columns: the photo, then each reconstruction attack's result under its releases, then the photo the embedding attack re-identifies."
     if not len(df): return None
     one = df[(df.batch_size == 1) & df.images.map(lambda i: list(i)[0] in SHOWN_PHOTOS)]
-    cols = [('feature', 'cnn', d) for d in PHOTO_RECON[('cnn', 0, 'feature', 200)][0][1]] + \
-           [('idlg', 'cnn_gn', d) for _, ds in PHOTO_RECON[('cnn_gn', 0, 'idlg', 1000)] for d in ds] + \
-           [('embedding', 'efficientnet_lite0', dict(defence=d, **({'kappa': v} if d == 'pdp' else {'epsilon': v} if v else {}))) for d, v in SHOWN_EMBEDDING]
+    cols = SHOWN_RECON + [('embedding', 'efficientnet_lite0', dict(defence=d, **({'kappa': v} if d == 'pdp' else {'epsilon': v} if v else {}))) for d, v in SHOWN_EMBEDDING]
     def pick(img, attack, victim, d):
         g = one[(one.attack == attack) & (one.victim == victim) & (one.model_state == 0) & (one.defence == d['defence'])
                 & one.images.map(lambda i: list(i)[0] == img)]
@@ -200,7 +210,7 @@ def photo_figure(df:pd.DataFrame, # `load_photo_records` (with `folder`)
             if r is not None:
                 ax.set_xlabel(f"SSIM {r.ssim:.2f}" if a != 'embedding' else f"rank {int(r.reid_rank)}", fontsize=7)
             if i == 0:
-                name = {'feature': 'cnn feature', 'idlg': 'cnn_gn iDLG', 'embedding': 'lite0 re-id'}[a]
+                name = _COLUMN_NAMES[a]
                 lab = attack_label(dict(attack=a, defence=d['defence'], eps=d.get('epsilon') or math.nan, noise_multiplier=d.get('noise_multiplier', math.nan),
                                         kappa=d.get('kappa', math.nan)), False)
                 ax.set_title(f"{name}\n{lab}", fontsize=7)
@@ -208,14 +218,14 @@ def photo_figure(df:pd.DataFrame, # `load_photo_records` (with `folder`)
         if i == 0: axs[i, 0].set_title('photo', fontsize=8)
     for ax in axs.flat: ax.set_xticks([]); ax.set_yticks([])
     fig.suptitle("Hot-dog photos (left) and what a curious server gets from one B = 1 release of the study's classifiers "
-                 "(untrained; cnn: feature attack, cnn_gn: iDLG, EfficientNet-Lite0 head: the gallery photo the embedding attack ranks first)", fontsize=8)
+                 "(untrained; cnn: feature attack, cnn_gn: iDLG, adaptive under clipping and DP-SGD, EfficientNet-Lite0 head: the gallery photo the embedding attack ranks first)", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     return fig
 
 # %% ../nbs/49b_photo_results.ipynb #8b8eaca7
 def photo_reading(t:pd.DataFrame, bt:pd.DataFrame)->list[str]:
-    "Per victim at B = 1: what the attack gets undefended, under PDP at the study's kappa and under DP-SGD at the victim's own epsilon 8, and where DP-SGD stops it."
+    "Per attack and victim: what the attack gets undefended, under clipping alone, under PDP at the study's kappa and under DP-SGD at the victim's own epsilon 8 (the cells it ran), and where DP-SGD stops it."
     out = []
     for _, b in bt.iterrows():
         g = t[(t.attack == b.attack) & (t.victim == b.victim) & (t.model_state == b.model_state) & (t.batch_size == b.batch_size)]
@@ -224,16 +234,18 @@ def photo_reading(t:pd.DataFrame, bt:pd.DataFrame)->list[str]:
             if not len(r): return 'not run'
             r = r.iloc[0]
             m = (f"top-1 {_ci(r.top1, r.top1_lo, r.top1_hi, 2)}, cosine {r.cosine:.2f}" if b.attack == 'embedding'
-                 else f"SSIM {_ci(r.ssim, r.ssim_lo, r.ssim_hi, 2)} (mean photo {r.baseline_ssim:.2f})")
+                 else f"SSIM {_ci(r.ssim, r.ssim_lo, r.ssim_hi, 2)} (mean photo {r.baseline_ssim:.2f}; {int(r.ssim09)} of {r.images} photos at 0.9 or more)")
             return f"{m}, labels {_ci(r.label_accuracy, r.label_accuracy_lo, r.label_accuracy_hi, 2)}: *{r.verdict}*"
         s = lambda v: '–' if pd.isna(v) else f'{v:.3g}'
         stop = (f"photos leak up to σ = {s(b.photos_sigma)} (ε run {s(b.photos_epsilon_run)}), not at σ = {s(b.photos_next_sigma)} (ε run {s(b.photos_next_epsilon_run)})"
                 if not pd.isna(b.photos_sigma) else "photos leak at no DP-SGD σ measured")
         stop_l = (f"labels up to σ = {s(b.labels_sigma)} (ε run {s(b.labels_epsilon_run)})" if not pd.isna(b.labels_sigma) else "labels at no σ measured")
         n = f"{b.images} photos" if b.images == b.images_max else f"{b.images_max} photos, {b.images} in some cells"
-        out.append(f"**{b.attack} on {_victim_name(b)}, B = {b.batch_size}** ({n}): undefended {cell(g.defence == 'none')}; "
-                   f"PDP κ = 1e-4 {cell((g.defence == 'pdp') & (g.kappa == 1e-4))}; DP-SGD ε = 8 (σ = {photo_training(b.victim).sigma_for(8.):.3g}) "
-                   f"{cell((g.defence == 'dpsgd') & (g.eps == 8))}. DP-SGD: {stop}; {stop_l}.")
+        cells = [(w, cell(sel)) for w, sel in (('undefended', g.defence == 'none'), ('clipping only', g.defence == 'clip'),
+                                               ('PDP κ = 1e-4', (g.defence == 'pdp') & (g.kappa == 1e-4)),
+                                               (f"DP-SGD ε = 8 (σ = {photo_training(b.victim).sigma_for(8.):.3g})", (g.defence == 'dpsgd') & (g.eps == 8)))]
+        out.append(f"**{b.attack} on {_victim_name(b)}, B = {b.batch_size}** ({n}): " + '; '.join(f"{w} {c}" for w, c in cells if c != 'not run') +
+                   f". DP-SGD: {stop}; {stop_l}.")
     return out
 
 def photo_markdown(t:pd.DataFrame, # `photo_table`
