@@ -157,7 +157,7 @@ def other_blocks(runs:Path, # the run folder
             atomic_write_text(Path(static)/'photo_table.csv', t.to_csv(index=False))
             plt.close(photo_transition_figure(t, Path(static)/'photo_transition.png'))
             plt.close(photo_figure(ph, Path(static)/'photo_reconstructions.png'))
-        out['photos'] = photo_markdown(t, len(ph), fig, runs.name)
+        out['photos'] = photo_markdown(t, len(ph), fig, runs.name, ph)
     if (runs/'federated'/'compare').is_dir():
         from dp_leakage.federated import federated_figures, format_malicious, format_summary, malicious_table, summary_table
         if static is not None: federated_figures(runs/'federated'/'compare', runs/'federated'/'secagg', static, runs/'federated'/'malicious')
