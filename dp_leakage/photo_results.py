@@ -230,9 +230,9 @@ def photo_stalls(df:pd.DataFrame, # `load_photo_records`
     "Per L2 gradient match (DLG, iDLG) without a defence at B = 1: the photos whose match converged (final loss below `tol`) and their SSIM, against the stalled ones."
     d = df[(df.batch_size == 1) & (df.defence == 'none') & df.attack.isin(('dlg', 'idlg'))]
     out = []
-    for (a, v, s), g in d.groupby(['attack', 'victim', 'model_state'], sort=False):
+    for a, g in d.groupby(['attack', 'victim', 'model_state'], sort=False):
         hit, miss = g[g.final_loss < tol], g[g.final_loss >= tol]
-        line = f"**{a} on {v} {'trained' if s else 'untrained'}**: the match converged (final loss below {tol:g}) on {len(hit)} of {len(g)} photos"
+        line = f"**{a[0]} on {_victim_name(g.iloc[0])}**: the match converged (final loss below {tol:g}) on {len(hit)} of {len(g)} photos"
         if len(hit): line += f" (SSIM {hit.ssim.min():.2f} to {hit.ssim.max():.2f}, largest loss {hit.final_loss.max():.2g})"
         if len(miss): line += (f"; it stalled on {len(miss)} with a final loss of {miss.final_loss.min():.2g} or more "
                                f"(median {miss.final_loss.median():.2g}; SSIM median {miss.ssim.median():.2f}, at most {miss.ssim.max():.2f})")
