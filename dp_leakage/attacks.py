@@ -236,15 +236,13 @@ def cosine_distance(g:list[torch.Tensor], r:list[torch.Tensor])->torch.Tensor:
     return 1 - dot / (sum((a**2).sum() for a in g).sqrt() * sum((b**2).sum() for b in r).sqrt() + 1e-12)
 
 class _CachedClosure:
-    "L-BFGS closure that does not recompute at the point it evaluated last (each `step` re-evaluates its start); `evaluate` gives (value, gradients of `leaves`), by default `f()` and its backward pass."
+    "L-BFGS closure that does not recompute at the point it evaluated last (each `step` re-evaluates its start); `evaluate` gives (value, gradients of `leaves`), by default `f()` and its gradient with respect to the leaves."
     def __init__(self, f, leaves, evaluate:Callable|None=None):
         self.f, self.leaves, self.key, self.val, self.grads = f, leaves, None, None, None
         self.evaluate = evaluate or self._backward
     def _backward(self):
-        for l in self.leaves: l.grad = None
-        val = self.f()
-        val.backward()
-        return val.detach(), [l.grad.clone() for l in self.leaves]
+        val = self.f()   # only the leaves' gradients: `backward()` would also differentiate the model's weights (the same values, a third more time)
+        return val.detach(), [g.detach() for g in torch.autograd.grad(val, self.leaves)]
     def __call__(self):
         key = torch.cat([l.detach().flatten() for l in self.leaves])
         if self.key is None or not torch.equal(key, self.key): self.key, (self.val, self.grads) = key, self.evaluate()
