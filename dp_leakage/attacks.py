@@ -16,7 +16,7 @@ from torch import nn
 from torch.func import functional_call, grad, grad_and_value, vmap
 
 from .data import UserError, registrar
-from .lbfgs import BatchedLBFGS, lbfgs_loop_batched
+from .lbfgs import BatchedLBFGS, LeanLBFGS, lbfgs_loop_batched
 from .release import Defence, client_loss, trainable
 from .scoring import _matched_scores, _mean
 
@@ -265,14 +265,14 @@ def lbfgs_loop(opt, closure, iterations:int, stop:float, patience:int, log:Calla
 
 def lbfgs_match(model, grads, *, x0, label_logits=None, labels=None, loss_fn, iterations, tracker,
                 inner:int=5, tol:float=1e-8, patience:int=5, history_size:int=100, grad_fn:Callable=_grad_list,
-                distance:Callable|None=None):
+                distance:Callable|None=None, optimizer:type=LeanLBFGS):
     "Minimise the L2 distance (or `distance(dummy gradient, dummy)`) of `grad_fn`'s dummy gradient to `grads` over the dummy `x0` (and soft labels) with L-BFGS; one iteration = one L-BFGS step of `inner` iterations."
     params = trainable(model)
     x = x0.to(grads[0]).clone().requires_grad_(True)  # on the release's device and dtype
     leaves = [x] + ([label_logits.to(x).clone().requires_grad_(True)] if labels is None else [])
     target = (lambda: leaves[1].softmax(-1)) if labels is None else (lambda: labels)
     scale = float(sum((g**2).sum() for g in grads))
-    opt = torch.optim.LBFGS(leaves, lr=1, max_iter=inner, history_size=history_size, line_search_fn='strong_wolfe')
+    opt = optimizer(leaves, lr=1, max_iter=inner, history_size=history_size, line_search_fn='strong_wolfe')   # LeanLBFGS: torch.optim.LBFGS's path, fewer dispatches
     def objective():
         dg = grad_fn(model, params, loss_fn, x, target())
         return l2_distance(dg, grads) if distance is None else distance(dg, x)

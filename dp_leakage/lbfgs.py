@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
+from torch.optim.lbfgs import _strong_wolfe
 
 # %% auto #0
-__all__ = ['cubic_minimum', 'LBFGSState', 'BatchedLBFGS', 'lbfgs_loop_batched']
+__all__ = ['cubic_minimum', 'LBFGSState', 'BatchedLBFGS', 'lbfgs_loop_batched', 'LeanLBFGS']
 
 # %% ../nbs/16_lbfgs.ipynb #ad1c138b
 def _where(m, a, b):
@@ -233,3 +235,62 @@ def lbfgs_loop_batched(opt:BatchedLBFGS, # the runs' optimiser
         active = active & ~(f <= stop) & (stalled < patience)
         if not bool(active.any()): break
     return steps
+
+# %% ../nbs/16_lbfgs.ipynb #6c7980f4
+class LeanLBFGS(torch.optim.LBFGS):
+    "`torch.optim.LBFGS` (strong-Wolfe line search) whose memory update and two-loop recursion do their scalar arithmetic in numpy scalars of the parameters' dtype: torch's operations and rounding, fewer tensor dispatches."
+    _NP = {torch.float32: np.float32, torch.float64: np.float64}
+
+    @torch.no_grad()
+    def step(self, closure):
+        "One `torch.optim.LBFGS.step`."
+        group = self.param_groups[0]
+        real = self._NP.get(self._params[0].dtype) if self._params else None
+        if real is None or group['line_search_fn'] != 'strong_wolfe' or group.get('maximize', False): return super().step(closure)
+        closure = torch.enable_grad()(closure)
+        lr, max_iter, max_eval = group['lr'], group['max_iter'], group['max_eval']
+        tol_grad, tol_change, m = group['tolerance_grad'], group['tolerance_change'], group['history_size']
+        st = self.state[self._params[0]]
+        st.setdefault('func_evals', 0); st.setdefault('n_iter', 0)
+        orig_loss = closure()
+        loss, evals = float(orig_loss), 1
+        st['func_evals'] += 1
+        g = self._gather_flat_grad()
+        if g.abs().max() <= tol_grad: return orig_loss
+        d, t, H = st.get('d'), st.get('t'), st.get('H_diag')
+        ys_, ss_, ro = st.get('old_dirs'), st.get('old_stps'), st.get('ro')   # pairs y and s, and 1 / y.s (host scalars)
+        prev_g, prev_loss = st.get('prev_flat_grad'), st.get('prev_loss')
+        dot = lambda a, b: real(a.dot(b).item())
+        for n in range(1, max_iter + 1):
+            st['n_iter'] += 1
+            if st['n_iter'] == 1: d, ys_, ss_, ro, H = g.neg(), [], [], [], 1
+            else:
+                y, s = g.sub(prev_g), d.mul(t)
+                ys = dot(y, s)
+                if ys > real(1e-10):
+                    if len(ys_) == m: ys_.pop(0); ss_.pop(0); ro.pop(0)
+                    ys_.append(y); ss_.append(s); ro.append(real(1) / ys)
+                    H = ys / dot(y, y)
+                al, q = [None] * len(ys_), g.neg()
+                for i in range(len(ys_) - 1, -1, -1):   # `dot` inlined: these loops run up to 2 x history_size times per iteration
+                    al[i] = real(ss_[i].dot(q).item()) * ro[i]
+                    q.add_(ys_[i], alpha=float(-al[i]))
+                d = r = torch.mul(q, float(H))
+                for i in range(len(ys_)):
+                    r.add_(ss_[i], alpha=float(al[i] - real(ys_[i].dot(r).item()) * ro[i]))
+            if prev_g is None: prev_g = g.clone(memory_format=torch.contiguous_format)
+            else: prev_g.copy_(g)
+            prev_loss = loss
+            t = min(1., 1. / g.abs().sum()) * lr if st['n_iter'] == 1 else lr
+            gtd = g.dot(d)
+            if gtd > -tol_change: break
+            x0 = self._clone_param()
+            loss, g, t, ls = _strong_wolfe(lambda x, t, d: self._directional_evaluate(closure, x, t, d), x0, t, d, loss, g, gtd,
+                                           max_ls=max_eval - evals)
+            self._add_grad(t, d)
+            evals += ls; st['func_evals'] += ls
+            if n == max_iter or evals >= max_eval or g.abs().max() <= tol_grad: break
+            if d.mul(t).abs().max() <= tol_change or abs(loss - prev_loss) < tol_change: break
+        st.update(d=d, t=t, old_dirs=ys_, old_stps=ss_, ro=ro, H_diag=H, prev_flat_grad=prev_g, prev_loss=prev_loss)
+        return orig_loss
+

@@ -5,6 +5,7 @@
 # %% ../nbs/10_privacy.ipynb #954832bc
 from __future__ import annotations
 import json, math, numbers, os, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +14,7 @@ import opacus
 import torch
 from opacus import PrivacyEngine
 from opacus.accountants import create_accountant
+from opacus.accountants.analysis import rdp as opacus_rdp
 from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.nn import functional as F
@@ -22,7 +24,7 @@ from .data import UserError, atomic_write, atomic_write_text, cache_dir, registr
 # %% auto #0
 __all__ = ['PDP_LAYERS', 'register_pdp_layer', 'ACCOUNTANTS', 'GRAD_SAMPLE_MODE', 'METHODS', 'pdp_kappa', 'PDPRegulariser',
            'MethodConfig', 'PrivacySettingError', 'check_epsilon', 'register_method', 'make_method', 'Method',
-           'NoPrivacy', 'PDP', 'search_noise_multiplier', 'noise_multiplier_for', 'recompute_epsilon', 'DPSGD']
+           'NoPrivacy', 'PDP', 'recompute_epsilon', 'search_noise_multiplier', 'noise_multiplier_for', 'DPSGD']
 
 # %% ../nbs/10_privacy.ipynb #8d696a72
 def pdp_kappa(eta:float=0.1, # relative scale of the parameter noise
@@ -176,6 +178,22 @@ class PDP(Method):
         if hasattr(self, 'reg'): self.reg.remove()
 
 # %% ../nbs/10_privacy.ipynb #ce3456ad
+@contextmanager
+def _orders_shared():
+    "Within the block, Opacus' RDP of one order (`_compute_rdp(q, sigma, alpha)`, a pure function) is computed once per (q, sigma, alpha): the PRV accountant sizes its domain (`compute_safe_domain_size`) with two RDP epsilons of the same (q, sigma), each of every order, and the second reuses the first's values, bit for bit."
+    orig = opacus_rdp._compute_rdp
+    opacus_rdp._compute_rdp = lru_cache(maxsize=None)(orig)
+    try: yield
+    finally: opacus_rdp._compute_rdp = orig
+
+def recompute_epsilon(noise_multiplier:float, sample_rate:float, steps:int, delta:float, accountant:str='prv')->float:
+    "Epsilon of `steps` Poisson-subsampled Gaussian steps, from a fresh Opacus accountant of kind `accountant`."
+    acc = create_accountant(mechanism=accountant)
+    acc.history = [(noise_multiplier, sample_rate, steps)]
+    with _orders_shared(): return float(acc.get_epsilon(delta))
+
+_spent_memo = lru_cache(maxsize=1024)(recompute_epsilon)  # a PRV epsilon takes a fifth of a second; searches and sweeps ask again and again
+
 def search_noise_multiplier(epsilon:float, # target epsilon
                             delta:float, # target delta
                             sample_rate:float, # Poisson sampling rate q
@@ -185,13 +203,12 @@ def search_noise_multiplier(epsilon:float, # target epsilon
                             max_sigma:float=5000. # give up above this noise multiplier
                            )->tuple[float, int]:
     "Noise multiplier whose Opacus epsilon lies in [`epsilon` - `tol`, `epsilon`], and how many epsilons it computed."
-    acc, n = create_accountant(mechanism=accountant), 0
-    def eps(s):
+    n = 0
+    def eps(s):   # memoised: a run trained at the sigma found accounts for its epsilon without computing it again
         nonlocal n; n += 1
-        acc.history = [(s, sample_rate, steps)]
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='Optimal order is the (largest|smallest) alpha')
-            return float(acc.get_epsilon(delta))
+            return _spent_memo(s, sample_rate, steps, delta, accountant)
     s, e = 1., eps(1.)
     lo = hi = None
     while e > epsilon:                 # too little noise: double until the budget holds
@@ -236,14 +253,6 @@ def noise_multiplier_for(epsilon:float, delta:float, sample_rate:float, epochs:i
         latest = json.loads(path.read_text()) if path.exists() else {}   # another process may have added some
         atomic_write_text(path, json.dumps({**latest, key: known[key]}, indent=0))
     return float(known[key])
-
-def recompute_epsilon(noise_multiplier:float, sample_rate:float, steps:int, delta:float, accountant:str='prv')->float:
-    "Epsilon of `steps` Poisson-subsampled Gaussian steps, from a fresh Opacus accountant of kind `accountant`."
-    acc = create_accountant(mechanism=accountant)
-    acc.history = [(noise_multiplier, sample_rate, steps)]
-    return float(acc.get_epsilon(delta))
-
-_spent_memo = lru_cache(maxsize=1024)(recompute_epsilon)  # a PRV epsilon takes about a second; sweeps ask again and again
 
 @register_method('dpsgd')
 class DPSGD(Method):

@@ -26,8 +26,8 @@ from .records import check_device, command, config_diff, config_dict, config_id,
 # %% auto #0
 __all__ = ['TRAIN_SETTINGS', 'PDP_KAPPA', 'TRAIN_EPSILONS', 'GRAD_SAMPLE_MODES', 'METHOD_SETTINGS', 'METRICS', 'TrainConfig',
            'make_train_method', 'decode_split', 'get_model', 'load_data', 'HeadOnFeatures', 'seed_everything',
-           'build_trainable', 'classification_metrics', 'predict', 'mean_ci', 'fit', 'train_model', 'stored_config',
-           'run_training', 'default_out', 'train_cli', 'demo_training']
+           'build_trainable', 'TensorBatches', 'whole_batch', 'classification_metrics', 'predict', 'mean_ci', 'fit',
+           'train_model', 'stored_config', 'run_training', 'default_out', 'train_cli', 'demo_training']
 
 # %% ../nbs/11_train.ipynb #56f22abd
 TRAIN_SETTINGS = {'scratch': dict(epochs=5, batch_size=32, lr=1e-3, patience=3),
@@ -186,6 +186,18 @@ def build_trainable(cfg:TrainConfig)->tuple[nn.Module, nn.Module]:
     m = create_model(cfg.model)
     return m, m
 
+# %% ../nbs/11_train.ipynb #5e283dd9
+class TensorBatches(TensorDataset):
+    "A `TensorDataset` that gives the `DataLoader` whole batches (`__getitems__`): one indexing per tensor, not one item per example and a stack; the same tensors, element for element (use with `collate_fn=whole_batch`)."
+    def __getitems__(self, idx:list[int])->tuple:
+        i = torch.as_tensor(idx, dtype=torch.long)   # one conversion of the sampler's list (indexing with the list converts it per tensor)
+        return tuple(t.index_select(0, i.to(t.device)) for t in self.tensors)
+
+def whole_batch(b:tuple)->tuple:
+    "The collate function of `TensorBatches`: its batch is already whole."
+    return b
+
+
 # %% ../nbs/11_train.ipynb #b1f0cf47
 METRICS = ('accuracy', 'precision', 'recall', 'specificity', 'f1', 'mcc', 'roc_auc')
 
@@ -239,7 +251,7 @@ def fit(net:nn.Module, # the module to train (its trainable parameters)
     g_sample, g_noise = torch.Generator().manual_seed(cfg.seed), torch.Generator(device=dev).manual_seed(cfg.seed + 10_000)
     net.to(dev)
     x, y = (t.to(dev) for t in data['train'])
-    loader = DataLoader(TensorDataset(x, y), batch_size=cfg.batch_size, shuffle=True, generator=g_sample)
+    loader = DataLoader(TensorBatches(x, y), batch_size=cfg.batch_size, shuffle=True, generator=g_sample, collate_fn=whole_batch)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)
     model, opt, loader, crit = method.prepare(net, opt, loader, nn.BCEWithLogitsLoss(), epochs=cfg.epochs, generator=g_noise)
     st = dict(epoch=0, step=0, best_loss=math.inf, best_epoch=0, best_state=copy.deepcopy(net.state_dict()), bad=0, history=[])
