@@ -34,9 +34,10 @@ def items_fingerprint(items:list[Item])->str:
         h.update(f"{Path(it.path).parent.name}/{Path(it.path).name}:{it.label}:".encode()); h.update(_sha(Path(it.path).read_bytes()).encode())
     return h.hexdigest()
 
-def feature_key(model_name:str, model:FrozenBackboneClassifier, items:list[Item], pre)->str:
-    "The cache key of `model`'s embeddings of `items` under preprocessing `pre`."
+def feature_key(model_name:str, model:FrozenBackboneClassifier, items:list[Item], pre, device=None)->str:
+    "The cache key of `model`'s embeddings of `items` under preprocessing `pre`, computed on `device` (a GPU's embeddings differ from the CPU's by rounding, so they are cached apart; CPU keys are those of before devices)."
     parts = dict(model=model_name, weights=state_fingerprint(model.backbone), pre=repr(pre), items=items_fingerprint(items))
+    if torch.device(device or 'cpu').type != 'cpu': parts['device'] = torch.device(device).type
     return _sha(json.dumps(parts, sort_keys=True).encode())[:24]
 
 # %% ../nbs/02_features.ipynb #d504864d
@@ -45,12 +46,16 @@ def atomic_save(obj, path:Path):
     atomic_write(path, lambda t: torch.save(obj, t))
 
 @torch.no_grad()
-def compute_features(model:FrozenBackboneClassifier, items:list[Item], pre, batch_size:int=32, workers:int=0):
-    "Embeddings (N x D) and labels (N) of `items` through `model.backbone`, with a progress bar."
-    dl = DataLoader(ImageDataset(items, pre), batch_size=batch_size, num_workers=workers)
+def compute_features(model:FrozenBackboneClassifier, items:list[Item], pre, batch_size:int=32, workers:int=0, device=None):
+    "Embeddings (N x D, on the CPU) and labels (N) of `items` through `model.backbone` run on `device` (default: the CPU), with a progress bar."
+    dev, was = torch.device(device or 'cpu'), next(model.parameters()).device
+    dl = DataLoader(ImageDataset(items, pre), batch_size=batch_size, num_workers=workers, pin_memory=dev.type == 'cuda')
     feats, labels = [], []
-    for x, y in progress_bar(dl, leave=False):
-        feats.append(model.features(x)); labels.append(y)
+    model.to(dev)
+    try:
+        for x, y in progress_bar(dl, leave=False):
+            feats.append(model.features(x.to(dev, non_blocking=True)).cpu()); labels.append(y)
+    finally: model.to(was)
     return torch.cat(feats), torch.cat(labels)
 
 def embed(model_name:str, # a registered 'head' model
@@ -58,17 +63,18 @@ def embed(model_name:str, # a registered 'head' model
           model:FrozenBackboneClassifier|None=None, # the built model (default: `create_model(model_name)`)
           cache:str|Path|None=None, # cache folder (default: see `cache_dir`)
           batch_size:int=32, # images per backbone pass
-          pre=None # preprocessing (default: the registered one)
+          pre=None, # preprocessing (default: the registered one)
+          device=None # where the backbone runs: 'cpu', 'cuda' or 'cuda:N' (default: the CPU)
          )->tuple[torch.Tensor, torch.Tensor]:
     "Cached embeddings and labels of `items` by `model_name`'s frozen backbone."
     spec = get_spec(model_name)
     if spec.kind != 'head': raise ValueError(f"{model_name!r} has no frozen backbone (kind {spec.kind!r}): only 'head' models embed")
     model, pre = model or create_model(model_name), pre or spec.pre
-    path = cache_dir(cache)/'features'/f"{model_name}-{feature_key(model_name, model, items, pre)}.pt"
+    path = cache_dir(cache)/'features'/f"{model_name}-{feature_key(model_name, model, items, pre, device)}.pt"
     if path.exists():
         d = torch.load(path, weights_only=True)
         return d['features'], d['labels']
-    f, y = compute_features(model, items, pre, batch_size)
+    f, y = compute_features(model, items, pre, batch_size, device=device)
     atomic_save(dict(features=f, labels=y), path)
     return f, y
 

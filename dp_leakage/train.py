@@ -154,13 +154,15 @@ def get_model(model_name:str)->nn.Module:
 def load_data(model_name:str, # a 'scratch' or 'head' model
               root=None, # data root
               subset:int|None=None, # evenly spaced images per split
-              cache=None # cache folder
+              cache=None, # cache folder
+              device=None # where a head model's backbone embeds the images ('cpu', 'cuda', 'cuda:N'; default: the CPU)
              )->dict:
-    "`{'train', 'valid', 'test'}` -> (inputs, labels): decoded images for scratch models, embeddings for heads."
-    key = (model_name, str(data_root(root)), subset, str(cache))
+    "`{'train', 'valid', 'test'}` -> (inputs, labels): decoded images for scratch models, embeddings for heads (on the CPU)."
+    head = get_spec(model_name).kind == 'head'
+    key = (model_name, str(data_root(root)), subset, str(cache), str(torch.device(device or 'cpu')) if head else None)
     if key not in _DATA:
         splits = {k: _pick(v, subset) for k, v in hotdog_splits(root, verify=False).items()}
-        if get_spec(model_name).kind == 'head': _DATA[key] = embed_splits(model_name, splits, model=get_model(model_name), cache=cache)
+        if head: _DATA[key] = embed_splits(model_name, splits, model=get_model(model_name), cache=cache, device=device)
         else: _DATA[key] = {k: decode_split(model_name, v, cache) for k, v in splits.items()}
     return _DATA[key]
 
@@ -299,7 +301,7 @@ def train_model(cfg:TrainConfig, # the run
                )->tuple[dict, nn.Module]:
     "Train one configuration; returns (record, trained model)."
     t0 = time.time()
-    data = load_data(cfg.model, cfg.data_root, cfg.subset)
+    data = load_data(cfg.model, cfg.data_root, cfg.subset, device=cfg.device)   # a head's backbone embeds on the run's device
     model, net = build_trainable(cfg)
     method = make_train_method(cfg)
     try: log = fit(net, data, method, cfg, ckpt=ckpt, stop_after=stop_after, progress=progress)
