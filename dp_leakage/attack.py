@@ -233,8 +233,10 @@ def run_attack(cfg:AttackConfig, # the run's settings (see `attack_config`)
     more = RUN_SCORES[cfg.attack](cfg, run, r) if cfg.attack in RUN_SCORES else {}
     return attack_record(cfg, d, x, y, base, nsr, r, time.time() - t0, write, more)
 
-def attack_record(cfg:AttackConfig, d:Defence, x, y, base:dict, nsr:float, r, seconds:float, write:bool=True, more:dict|None=None)->dict:
-    "The record of run `cfg` from its reconstruction `r` (of the batch `x`, `y` released under `d`); written to `cfg.out` with its history, snapshots and grid when `write` (`run_attack`'s, and the batched grid path's in `dp_leakage.batched`)."
+def attack_record(cfg:AttackConfig, d:Defence, x, y, base:dict, nsr:float, r, seconds:float, write:bool=True, more:dict|None=None,
+                  group:int|None=None # the size of the batched optimisation that ran it (`dp_leakage.batched`: `seconds` is the group's time shared equally); None: run alone
+                 )->dict:
+    "The record of run `cfg` from its reconstruction `r` (of the batch `x`, `y` released under `d`); written to `cfg.out` with its history, snapshots and grid when `write` (`run_attack`'s, and the batched grid path's in `dp_leakage.batched`). Its `environment` says which engine ran it: 'single', or 'batched' with the size of its group."
     final, per = match_scores(r.images, x)
     h = r.history
     hit = h.index[h.ssim >= 0.9]
@@ -245,7 +247,8 @@ def attack_record(cfg:AttackConfig, d:Defence, x, y, base:dict, nsr:float, r, se
                iterations_run=int(h.iteration.iloc[-1]), final_loss=float(h.loss.iloc[-1]),
                per_image_ssim=[float(v) for v in per.ssim], per_image_psnr=[float(v) for v in per.psnr],
                true_labels=[int(v) for v in y], labels=[int(v) for v in r.labels], **base,
-               seconds=seconds, device=cfg.device, environment=environment(), config=cfg.identity())
+               seconds=seconds, device=cfg.device, config=cfg.identity(),
+               environment={**environment(), 'engine': 'single' if group is None else 'batched', 'group': 1 if group is None else int(group)})
     rec['recovered_fraction'] = recovered_fraction(per.ssim)   # share of the batch at matched SSIM >= 0.9
     rec.update(more or {})   # what the attack's scorer adds (`RUN_SCORES`)
     rec = json_safe(rec)

@@ -109,7 +109,7 @@ def run_group(runs:list[AttackConfig], # runs of one group (`_group_key`)
     for p in prep:
         _, x, lab, rows, snaps = p.best
         r = Reconstruction(x.detach().clamp(0, 1), lab.detach(), pd.DataFrame(rows), snaps, share)
-        recs.append(attack_record(p.cfg, p.d, p.x, p.y, p.base, p.nsr, r, share, write))
+        recs.append(attack_record(p.cfg, p.d, p.x, p.y, p.base, p.nsr, r, share, write, group=len(prep)))
     return recs
 
 # %% ../nbs/28_batched.ipynb #04ccf614

@@ -116,7 +116,9 @@ class Report:
                   f"intervals overlap in {int(self.cells.images_overlap.sum())} (images) and {int(self.cells.labels_overlap.sum())} (labels)")
         return s + f"; stored on {', '.join(self.stored)}, rerun on {_env(self.here)} in {self.seconds / 60:.1f} min"
 
-def _env(e:dict|None)->str: return 'unknown environment' if not e else f"torch {e['torch']} {e['cpu_capability']}"
+def _env(e:dict|None)->str:
+    "torch, CPU kernels and (for records that name it) the engine that made a record: a batched run's path differs from the single run's by rounding."
+    return 'unknown environment' if not e else f"torch {e['torch']} {e['cpu_capability']}" + (f" {e['engine']}" if 'engine' in e else '')
 
 def _overlap(a, b, col)->bool: return bool(max(a[f'{col}_lo'], b[f'{col}_lo']) <= min(a[f'{col}_hi'], b[f'{col}_hi']))
 
