@@ -26,7 +26,7 @@ __all__ = ['LABEL_METHODS', 'register_label_method', 'ATTACKS', 'register_attack
            'labels_from_binary_bias', 'infer_labels', 'Reconstruction', 'check_attack', 'Tracker', 'reconstruct',
            'clipped_grad_list', 'l2_distance', 'cosine_distance', 'lbfgs_loop', 'lbfgs_match', 'best_of_starts', 'dlg',
            'idlg', 'dlg_adaptive', 'idlg_adaptive', 'total_variation', 'inverting_gradients', 'ig_adaptive',
-           'attack_settings', 'batched_lbfgs_match', 'batched_dlg']
+           'attack_settings', 'batched_lbfgs_match', 'batched_dlg', 'batched_adam_match']
 
 # %% ../nbs/22_attacks.ipynb #5d14fbac
 def model_device(model:nn.Module)->torch.device:
@@ -493,3 +493,37 @@ def batched_dlg(model:nn.Module, # the shared model
                                   tol=tol, patience=patience, inner=inner, history_size=history_size)
     out = (x[:, 0].clamp(0, 1), y[:, 0])
     return (*out, n) if steps else out
+
+# %% ../nbs/22_attacks.ipynb #8c48dccf
+def batched_adam_match(model:nn.Module, # the shared model
+                       grads:list[list[torch.Tensor]], # K released gradients
+                       *,
+                       x0:torch.Tensor, # K x B x C x H x W starting images
+                       labels:torch.Tensor, # K x B known labels
+                       loss_fn:Callable=client_loss, # the client's loss f(model, x, y), the same for all K runs
+                       iterations:int=300, # Adam steps per run
+                       clip:torch.Tensor|None=None, # K clipping norms of the adaptive attacks' dummy gradients (inf: none), or None
+                       tv:float=1e-4, lr:float=0.1, signed:bool=True, milestones=(3/8, 5/8, 7/8), # `_ig_adam`'s settings
+                       log:Callable|None=None # log(iteration, K x B x C x H x W images, K losses, K mask of runs logged)
+                      )->torch.Tensor:
+    "`_ig_adam` (Inverting Gradients' original optimiser: cosine distance plus `tv` times TV, signed Adam in the box [0, 1], step decay at `milestones`) on K runs at once: one Adam over the runs' stacked images, whose update is elementwise (each run's is its own), and one vmapped evaluation per step; returns the K x B images."
+    K, shape = len(grads), tuple(x0.shape[1:])
+    ref = grads[0][0]
+    release = [torch.stack([g[i] for g in grads]) for i in range(len(grads[0]))]
+    lab = labels.to(ref.device)
+    C = torch.full((K,), math.inf, dtype=ref.dtype, device=ref.device) if clip is None else clip.to(ref)
+    vg = vmap(grad_and_value(_batched_objective(model, loss_fn, shape, 10, False, clip is not None, 'cosine', tv)))
+    z = x0.to(ref).flatten(1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(iterations * f) for f in milestones], gamma=0.1)
+    every = torch.ones(K, dtype=torch.bool, device=ref.device)
+    with torch.backends.mkldnn.flags(enabled=False):
+        for it in range(iterations + 1):
+            with torch.enable_grad(): g, v = vg(z.detach(), lab, C, *release)
+            if log is not None: log(it, z.detach().view(K, *shape), v.detach(), every)
+            if it == iterations: break
+            z.grad = g.sign() if signed else g
+            opt.step(); sched.step()
+            with torch.no_grad(): z.clamp_(0, 1)
+    return z.detach().view(K, *shape).clone()
+

@@ -15,7 +15,7 @@ from .data import mnist_images
 from .records import labelled
 from .release import noise_to_signal, release
 from .scoring import baseline_scores
-from .attacks import Reconstruction, Tracker, attack_settings, batched_lbfgs_match, infer_labels
+from .attacks import Reconstruction, Tracker, attack_settings, batched_adam_match, batched_lbfgs_match, infer_labels
 from .attack import AttackConfig, attack_model, attack_record, run_attack, stored_run
 
 # %% auto #0
@@ -23,8 +23,8 @@ __all__ = ['batchable', 'run_group', 'group_runs', 'run_batched']
 
 # %% ../nbs/28_batched.ipynb #015ba814
 def batchable(cfg:AttackConfig)->bool:
-    "Can `run_batched` batch this run (an L-BFGS attack: DLG, iDLG, and Inverting Gradients of record version 3, with their adaptive variants)?"
-    return attack_settings(cfg.attack, cfg.record_version).get('optimizer', 'lbfgs') == 'lbfgs'
+    "Can `run_batched` batch this run (DLG, iDLG and Inverting Gradients with their adaptive variants: L-BFGS, and Inverting Gradients' signed Adam of record version 2)?"
+    return attack_settings(cfg.attack, cfg.record_version).get('optimizer', 'lbfgs') in ('lbfgs', 'adam')
 
 def _group_key(c:AttackConfig)->tuple:
     "Runs that can share one batched optimisation: the same victim, attack, client loss, batch size and iterations."
@@ -65,9 +65,14 @@ def _match_round(model, runs:list[_Prepared], settings:dict, iterations:int):
     clip = torch.tensor([p.d.max_grad_norm if p.d.name in ('clip', 'dpsgd') else math.inf for p in runs]) if adaptive else None
     seen = []
     def log(it, imgs, f, m): seen.append((it, imgs.detach().clone(), f.detach().clone(), m.clone()))
-    kw = dict(distance='cosine', tv=settings.get('tv', 1e-4), tol=0.) if ig else dict(tol=settings.get('tol', 1e-8))
-    x, lab, _ = batched_lbfgs_match(model, [p.grads for p in runs], x0=x0, label_logits=lg, labels=labels,
-                                    loss_fn=runs[0].d.loss_fn, iterations=iterations, clip=clip, log=log, **kw)
+    if settings.get('optimizer') == 'adam':   # Inverting Gradients of record version 2
+        x, lab = batched_adam_match(model, [p.grads for p in runs], x0=x0, labels=labels, loss_fn=runs[0].d.loss_fn,
+                                    iterations=iterations, clip=clip, log=log,
+                                    **{k: settings[k] for k in ('tv', 'lr', 'signed', 'milestones')}), labels
+    else:
+        kw = dict(distance='cosine', tv=settings.get('tv', 1e-4), tol=0.) if ig else dict(tol=settings.get('tol', 1e-8))
+        x, lab, _ = batched_lbfgs_match(model, [p.grads for p in runs], x0=x0, label_logits=lg, labels=labels,
+                                        loss_fn=runs[0].d.loss_fn, iterations=iterations, clip=clip, log=log, **kw)
     imgs = torch.stack([s[1] for s in seen], 1).cpu()   # K x steps x B x C x H x W: one transfer per round
     fs, ms = torch.stack([s[2] for s in seen], 1).cpu(), torch.stack([s[3] for s in seen], 1).cpu()
     its = [s[0] for s in seen]
