@@ -437,6 +437,13 @@ def _batched_objective(model, loss_fn, shape, n_classes, soft:bool, clip:bool, d
         return cosine_distance(g, release) + tv * total_variation(x)
     return one
 
+def _stacked_release(grads:list[list[torch.Tensor]], clip:torch.Tensor|None):
+    "What a batched attack evaluates against: (the first release tensor, for device and dtype; each layer's K releases stacked; the K clipping norms, inf where none)."
+    ref = grads[0][0]
+    release = [torch.stack([g[i] for g in grads]) for i in range(len(grads[0]))]
+    C = torch.full((len(grads),), math.inf, dtype=ref.dtype, device=ref.device) if clip is None else clip.to(ref)
+    return ref, release, C
+
 def batched_lbfgs_match(model:nn.Module, # the shared model
                         grads:list[list[torch.Tensor]], # K released gradients
                         *,
@@ -454,12 +461,10 @@ def batched_lbfgs_match(model:nn.Module, # the shared model
     "`lbfgs_match` on K runs at once (one batched L-BFGS, one batched evaluation per line-search round); returns K x B images, K x B labels and each run's number of steps."
     K, shape, soft = len(grads), tuple(x0.shape[1:]), labels is None
     n_classes = label_logits.shape[-1] if soft else 10
-    ref = grads[0][0]
-    release = [torch.stack([g[i] for g in grads]) for i in range(len(grads[0]))]
+    ref, release, C = _stacked_release(grads, clip)
     z0 = x0.to(ref).flatten(1)
     if soft: z0 = torch.cat([z0, label_logits.to(ref).flatten(1)], 1)
     lab = torch.zeros(K, shape[0], dtype=torch.long, device=ref.device) if soft else labels.to(ref.device)
-    C = torch.full((K,), math.inf, dtype=ref.dtype, device=ref.device) if clip is None else clip.to(ref)
     one = _batched_objective(model, loss_fn, shape, n_classes, soft, clip is not None, distance, tv)
     vg = vmap(grad_and_value(one))
     def evaluate(z, rows):
@@ -508,10 +513,8 @@ def batched_adam_match(model:nn.Module, # the shared model
                       )->torch.Tensor:
     "`_ig_adam` (Inverting Gradients' original optimiser: cosine distance plus `tv` times TV, signed Adam in the box [0, 1], step decay at `milestones`) on K runs at once: one Adam over the runs' stacked images, whose update is elementwise (each run's is its own), and one vmapped evaluation per step; returns the K x B images."
     K, shape = len(grads), tuple(x0.shape[1:])
-    ref = grads[0][0]
-    release = [torch.stack([g[i] for g in grads]) for i in range(len(grads[0]))]
+    ref, release, C = _stacked_release(grads, clip)
     lab = labels.to(ref.device)
-    C = torch.full((K,), math.inf, dtype=ref.dtype, device=ref.device) if clip is None else clip.to(ref)
     vg = vmap(grad_and_value(_batched_objective(model, loss_fn, shape, 10, False, clip is not None, 'cosine', tv)))
     z = x0.to(ref).flatten(1).clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
